@@ -1,0 +1,274 @@
+"""Turn a Batch payload into messages to queue and rejections, item by item.
+
+Pure: no I/O, no clock of its own. A bad item never spoils the good ones;
+only a payload that is not a batch at all raises BadBatch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import phonenumbers
+
+from daemon.template import MissingVariable, TemplateSyntaxError, placeholders, render
+from modem.pdu import plan_text
+from store.store import NewMessage
+
+MAX_ID_LENGTH = 128
+PRIORITY_RANGE = range(0, 10)
+NUMBER_CACHE = 4096
+MASK_KEEP_HEAD = 5
+MASK_KEEP_TAIL = 3
+
+
+class JsonNumber:
+    """A JSON number kept exactly as written, so `1.50` is inserted as `1.50`."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class BadBatch(ValueError):
+    """The payload is not a usable batch; `batch_id` is set when it could be read."""
+
+    code = "bad_batch"
+
+    def __init__(self, reason: str, batch_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.batch_id = batch_id
+
+
+class Rejected(ValueError):
+    """One message cannot be queued: `code` is the contract's error code."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the gateway's configuration allows."""
+
+    default_region: str
+    max_parts: int
+    default_priority: int = 5
+
+
+@dataclass(frozen=True)
+class ParsedBatch:
+    """The outcome of reading one batch."""
+
+    batch_id: str
+    messages: list[NewMessage]
+    rejected: list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class _Defaults:
+    template: str | None
+    not_before: float | None
+    expires_at: float | None
+    priority: int
+    delivery_report: bool
+
+
+def decode(payload: bytes) -> dict[str, Any]:
+    """Parse the payload into a JSON object, numbers kept as written."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BadBatch(f"payload is not UTF-8 (byte {e.start})") from e
+    try:
+        doc = json.loads(text, parse_float=JsonNumber, parse_int=JsonNumber,
+                         parse_constant=_reject_constant)
+    except (json.JSONDecodeError, RecursionError, ValueError) as e:
+        raise BadBatch(f"payload is not JSON: {e}") from e
+    if not isinstance(doc, dict):
+        raise BadBatch(f"payload is a JSON {type(doc).__name__}, not an object")
+    return doc
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse(payload: bytes, limits: Limits, now: float) -> ParsedBatch:
+    """Validate every message of a Batch payload received at `now` (epoch seconds)."""
+    doc = decode(payload)
+    batch_id = doc.get("batch_id")
+    if not isinstance(batch_id, str) or not batch_id or len(batch_id) > MAX_ID_LENGTH:
+        raise BadBatch(f"batch_id must be a string of 1..{MAX_ID_LENGTH} characters",
+                       batch_id if isinstance(batch_id, str) else None)
+    items = doc.get("messages")
+    if not isinstance(items, list):
+        raise BadBatch("messages must be a list", batch_id)
+    try:
+        defaults = _batch_defaults(doc, limits)
+    except Rejected as e:
+        raise BadBatch(e.reason, batch_id) from e
+    messages: list[NewMessage] = []
+    rejected: list[dict[str, str]] = []
+    for index, item in enumerate(items):
+        try:
+            messages.append(_message(item, batch_id, defaults, limits, now))
+        except Rejected as e:
+            item_id = item.get("id") if isinstance(item, dict) else None
+            rejected.append({"id": item_id if isinstance(item_id, str) else f"#{index}",
+                             "code": e.code, "reason": e.reason})
+    return ParsedBatch(batch_id, messages, rejected)
+
+
+def _batch_defaults(doc: dict[str, Any], limits: Limits) -> _Defaults:
+    template = doc.get("template")
+    if template is not None:
+        if not isinstance(template, str):
+            raise Rejected("bad_batch", "template must be a string")
+        try:
+            placeholders(template)
+        except TemplateSyntaxError as e:
+            raise Rejected("bad_batch", f"template: {e}") from e
+    return _Defaults(
+        template=template,
+        not_before=_time(doc, "not_before", "bad_batch"),
+        expires_at=_time(doc, "expires_at", "bad_batch"),
+        priority=_priority(doc, limits.default_priority, "bad_batch"),
+        delivery_report=_flag(doc, "delivery_report", True, "bad_batch"),
+    )
+
+
+def _message(item: Any, batch_id: str, d: _Defaults, limits: Limits, now: float) -> NewMessage:
+    if not isinstance(item, dict):
+        raise Rejected("bad_message", f"a message must be an object, not {type(item).__name__}")
+    hq_id = item.get("id")
+    if not isinstance(hq_id, str) or not hq_id or len(hq_id) > MAX_ID_LENGTH:
+        raise Rejected("bad_message", f"id must be a string of 1..{MAX_ID_LENGTH} characters")
+    to = item.get("to")
+    if not isinstance(to, str):
+        raise Rejected("bad_message", "to must be a string")
+    not_before = _time(item, "not_before", "bad_message", d.not_before)
+    expires_at = _time(item, "expires_at", "bad_message", d.expires_at)
+    priority = _priority(item, d.priority, "bad_message")
+    delivery_report = _flag(item, "delivery_report", d.delivery_report, "bad_message")
+    urgent = _flag(item, "urgent", False, "bad_message")
+    text = _text(item, d.template)
+    number = normalise_number(to, limits.default_region)
+    if expires_at is not None and expires_at <= now:
+        raise Rejected("expired", "expires_at has already passed")
+    plan = plan_text(text)
+    if plan.count > limits.max_parts:
+        raise Rejected("too_long", f"{len(text)} characters need {plan.count} {plan.encoding} "
+                       f"parts; at most {limits.max_parts} are allowed")
+    return NewMessage(hq_id=hq_id, batch_id=batch_id, to=number, text=text,
+                      encoding=plan.encoding.value, parts=plan.count, priority=priority,
+                      not_before=not_before, expires_at=expires_at,
+                      delivery_report=delivery_report, urgent=urgent)
+
+
+def _text(item: dict[str, Any], batch_template: str | None) -> str:
+    if "text" in item:
+        text = item["text"]
+        if not isinstance(text, str):
+            raise Rejected("bad_message", "text must be a string")
+    else:
+        template = item.get("template", batch_template)
+        if template is None:
+            raise Rejected("empty_text", "neither text nor a template")
+        if not isinstance(template, str):
+            raise Rejected("bad_message", "template must be a string")
+        text = _fill(template, item.get("vars", {}))
+    if not text.strip():
+        raise Rejected("empty_text", "the text is empty")
+    return text
+
+
+def _fill(template: str, raw_vars: Any) -> str:
+    if not isinstance(raw_vars, dict):
+        raise Rejected("bad_message", "vars must be an object")
+    values: dict[str, str] = {}
+    for name, value in raw_vars.items():
+        if isinstance(value, JsonNumber | str):
+            values[name] = str(value)
+        elif value is not None or name in placeholders(template):
+            kind = "null" if value is None else type(value).__name__
+            raise Rejected("bad_message", f"vars.{name} is a {kind}; only strings and numbers")
+    try:
+        return render(template, values)
+    except MissingVariable as e:
+        raise Rejected("template_var_missing", f"no value for {{{e.name}}} in vars") from e
+    except TemplateSyntaxError as e:
+        raise Rejected("bad_message", f"template: {e}") from e
+
+
+def _time(doc: dict[str, Any], key: str, code: str, default: float | None = None) -> float | None:
+    if key not in doc or doc[key] is None:
+        return default
+    value = doc[key]
+    if not isinstance(value, str):
+        raise Rejected(code, f"{key} must be an RFC 3339 string")
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise Rejected(code, f"{key} {value!r} is not an RFC 3339 time") from e
+    if when.tzinfo is None:
+        raise Rejected(code, f"{key} {value!r} has no offset")
+    return when.timestamp()
+
+
+def _priority(doc: dict[str, Any], default: int, code: str) -> int:
+    if "priority" not in doc:
+        return default
+    value = doc["priority"]
+    if not isinstance(value, JsonNumber) or not value.text.isdigit() or int(value.text) not in PRIORITY_RANGE:
+        raise Rejected(code, f"priority must be an integer 0..9 (got {value!r})")
+    return int(value.text)
+
+
+def _flag(doc: dict[str, Any], key: str, default: bool, code: str) -> bool:
+    if key not in doc:
+        return default
+    value = doc[key]
+    if not isinstance(value, bool):
+        raise Rejected(code, f"{key} must be true or false")
+    return value
+
+
+def normalise_number(raw: str, region: str) -> str:
+    """E.164 form of `raw` read in `region`; raises Rejected(invalid_number)."""
+    number = _parse_number(raw.strip(), region)
+    if number is None:
+        raise Rejected("invalid_number", f"{mask(raw)} is not a valid number for {region}")
+    return number
+
+
+@lru_cache(maxsize=NUMBER_CACHE)
+def _parse_number(raw: str, region: str) -> str | None:
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def mask(number: str) -> str:
+    """A number with its middle hidden, for logs at info level: +8613******000."""
+    if len(number) <= MASK_KEEP_HEAD + MASK_KEEP_TAIL:
+        return "*" * len(number)
+    hidden = len(number) - MASK_KEEP_HEAD - MASK_KEEP_TAIL
+    return number[:MASK_KEEP_HEAD] + "*" * hidden + number[-MASK_KEEP_TAIL:]

@@ -1,0 +1,181 @@
+"""The TOML configuration, parsed once into frozen dataclasses.
+
+Unknown keys, wrong types and impossible values raise ConfigError naming the
+key; `smsgw run` turns that into exit status 78 (EX_CONFIG), which the systemd
+unit does not restart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+
+EX_CONFIG = 78
+DEFAULT_CONFIG = "/etc/smsgw/smsgw.toml"
+_GATEWAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; `key` names the culprit (e.g. "mqtt.port")."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"config: {key}: {problem}")
+        self.key = key
+
+
+def _check(pred: Callable[[Any], bool], problem: str) -> dict[str, Any]:
+    return {"check": (pred, problem)}
+
+
+def _region_ok(value: str) -> bool:
+    return value in phonenumbers.SUPPORTED_REGIONS
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    id: str = field(metadata=_check(lambda v: bool(_GATEWAY_ID.fullmatch(v)),
+                                    "must match [A-Za-z0-9_-]{1,64}"))
+    data_dir: str = "/var/lib/smsgw"
+    default_region: str = field(default="CN", metadata=_check(
+        _region_ok, "must be an ISO 3166 region phonenumbers knows, e.g. CN, RU, GB"))
+    log_level: str = field(default="info", metadata=_check(
+        lambda v: v in ("debug", "info", "warning", "error"),
+        "must be debug, info, warning or error"))
+    control_socket: str = ""  # default: {data_dir}/control.sock
+
+
+@dataclass(frozen=True)
+class MqttSettings:
+    host: str = "127.0.0.1"
+    port: int = field(default=1883, metadata=_check(lambda v: 0 < v < 65536, "must be 1..65535"))
+    username: str = ""
+    password_file: str = ""
+    keepalive: int = field(default=30, metadata=_check(lambda v: 5 <= v <= 3600,
+                                                       "must be 5..3600 seconds"))
+    session_expiry_s: int = field(default=7 * 86400, metadata=_check(
+        lambda v: v >= 86400, "must be at least 86400 (a day): batches wait at the broker"))
+    fleet_group: str = field(default="", metadata=_check(
+        lambda v: v == "" or bool(_GATEWAY_ID.fullmatch(v)), "must match [A-Za-z0-9_-]{1,64}"))
+    reconnect_max_s: int = field(default=60, metadata=_check(lambda v: 1 <= v <= 3600,
+                                                             "must be 1..3600"))
+
+
+@dataclass(frozen=True)
+class ModemSettings:
+    ports: tuple[str, ...] = field(default=(), metadata=_check(
+        lambda v: all(isinstance(p, str) and p for p in v), "must be a list of paths or globs"))
+    baudrate: int = field(default=115200, metadata=_check(
+        lambda v: v in (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600),
+        "must be a standard baud rate"))
+    rescan_s: float = field(default=5.0, metadata=_check(lambda v: 0.2 <= v <= 600,
+                                                         "must be 0.2..600 seconds"))
+    cmgs_timeout_s: float = field(default=120.0, metadata=_check(
+        lambda v: 1 <= v <= 600, "must be 1..600 seconds (networks take up to 120 s)"))
+    reopen_backoff_s: float = field(default=2.0, metadata=_check(lambda v: 0.1 <= v <= 600,
+                                                                 "must be 0.1..600"))
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    high_water: int = field(default=100_000, metadata=_check(lambda v: v >= 1, "must be >= 1"))
+
+
+@dataclass(frozen=True)
+class SendSettings:
+    max_parts: int = field(default=10, metadata=_check(lambda v: 1 <= v <= 255,
+                                                       "must be 1..255"))
+    default_priority: int = field(default=5, metadata=_check(lambda v: 0 <= v <= 9,
+                                                             "must be 0..9"))
+    settle_s: float = field(default=300.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
+    grace_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    gateway: GatewaySettings
+    mqtt: MqttSettings = MqttSettings()
+    modems: ModemSettings = ModemSettings()
+    queue: QueueSettings = QueueSettings()
+    send: SendSettings = SendSettings()
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.gateway.data_dir)
+
+    @property
+    def control_socket(self) -> Path:
+        return Path(self.gateway.control_socket or self.data_dir / "control.sock")
+
+
+def load(path: str | Path) -> Settings:
+    """Read and check the TOML file at `path`."""
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise ConfigError("(file)", f"{path} does not exist") from e
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError("(file)", f"{path} is not valid TOML: {e}") from e
+    return parse(raw)
+
+
+def parse(raw: dict[str, Any]) -> Settings:
+    """Build Settings from a parsed TOML document."""
+    return _build(Settings, raw, "")
+
+
+def _build(cls: type, raw: Any, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(prefix.rstrip(".") or "(top)", "must be a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in fields:
+            raise ConfigError(prefix + key, f"unknown key (known: {', '.join(fields)})")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                if dataclasses.is_dataclass(hints[name]):
+                    values[name] = _build(hints[name], {}, key + ".")
+                    continue
+                raise ConfigError(key, "is required")
+            continue
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, raw[name], key + ".")
+            continue
+        value = _coerce(hint, raw[name], key)
+        check = f.metadata.get("check")
+        if check and not check[0](value):
+            raise ConfigError(key, f"{check[1]} (got {raw[name]!r})")
+        values[name] = value
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be a list (got {type(value).__name__})")
+        return tuple(value)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ConfigError(key, f"must be an integer (got {value!r})")
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(key, f"must be true or false (got {value!r})")
+    if not isinstance(value, hint):
+        raise ConfigError(key, f"must be a {hint.__name__} (got {type(value).__name__})")
+    return value

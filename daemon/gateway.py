@@ -1,0 +1,191 @@
+"""Wires the parts together and runs the main loop.
+
+Threads and who owns them (all started and stopped here):
+- main thread: this loop — port rescans, GatewayState, HQ commands, shutdown;
+- one `port-*` thread per modem (daemon/ports.py), the only caller of its modem;
+- `dispatcher`: claims queued messages for idle ports;
+- `intake`: validates and commits batches, then acks them;
+- `publisher`: drains the event outbox to MQTT;
+- paho's two network threads: callbacks only enqueue.
+"""
+
+from __future__ import annotations
+
+import glob
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daemon import __version__, logs
+from daemon.batch import Limits
+from daemon.commands import handle_command
+from daemon.config import Settings
+from daemon.control import ControlServer
+from daemon.dispatcher import Dispatcher
+from daemon.intake import Intake
+from daemon.mqtt import Incoming, MqttLink
+from daemon.ports import PortWorker
+from daemon.publisher import Publisher
+from store import events
+from store.store import Store
+
+STATE_INTERVAL_S = 30.0
+LOOP_TICK_S = 0.2
+SHUTDOWN_FLUSH_S = 3.0
+
+
+class Gateway:
+    """The daemon: `run()` blocks until `stop()` and returns the exit status."""
+
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.log = logs.get("gateway").bind(gw=settings.gateway.id)
+        self.store = Store(settings.data_dir)
+        self.started_at = clock()
+        self.workers: dict[str, PortWorker] = {}
+        self._stop = threading.Event()
+        self._commands: queue.Queue[Incoming] = queue.Queue()
+        self._state_due = float("inf")  # nothing is published before we are online
+        self._state_dirty = threading.Event()
+        self._rescan_at = 0.0
+        gw = settings.gateway.id
+        self.dispatcher = Dispatcher(self.store, lambda: list(self.workers.values()), clock)
+        self.publisher = Publisher(self.store, gw)
+        self.mqtt = MqttLink(
+            settings.mqtt, gw, will={"online": False, "gw": gw},
+            on_batch=self._on_batch, on_command=self._commands.put,
+            on_puback=self.publisher.on_puback, on_online=self._on_online)
+        limits = Limits(settings.gateway.default_region, settings.send.max_parts,
+                        settings.send.default_priority)
+        self.control = ControlServer(settings.control_socket, {
+            "status": lambda _req: self.state_body(online=self.mqtt.connected)})
+        self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
+                             ack=self.mqtt.ack_batch, on_committed=self._on_committed)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask `run()` to shut down (signal handlers call this)."""
+        self._stop.set()
+
+    def run(self) -> int:
+        settled = self.store.settle_in_flight(self.clock())
+        if any(settled.values()):
+            self.log.warning("settled_in_flight", **settled)
+        self.publisher.start(self.mqtt)
+        self.intake.start()
+        self.dispatcher.start()
+        self._rescan()
+        self.mqtt.start()
+        self.control.start()
+        self.log.info("started", version=__version__, ports=len(self.workers))
+        try:
+            while not self._stop.is_set():
+                self._tick()
+        finally:
+            self._shutdown()
+        return 0
+
+    def _tick(self) -> None:
+        try:
+            item = self._commands.get(timeout=LOOP_TICK_S)
+        except queue.Empty:
+            item = None
+        if item is not None:
+            reply = handle_command(self, item.payload)
+            if reply is not None:
+                self.store.add_event(events.TOPIC_REPLY, reply)
+                self.publisher.wake()
+        now = time.monotonic()
+        if now >= self._rescan_at:
+            self._rescan()
+        # The loop tick debounces bursts of port changes into one state message.
+        if self._state_dirty.is_set() or now >= self._state_due:
+            self.publish_state()
+
+    def _shutdown(self) -> None:
+        self.log.info("stopping", grace_s=self.settings.send.grace_s)
+        self.control.stop()
+        self.intake.stop()
+        self.mqtt.stop_intake()
+        self.dispatcher.stop()
+        deadline = time.monotonic() + self.settings.send.grace_s
+        for worker in self.workers.values():
+            worker.stop()
+        for worker in self.workers.values():
+            if not worker.join(max(0.0, deadline - time.monotonic())):
+                self.log.warning("send_unfinished_at_exit", port=worker.name)
+        self.dispatcher.join(1.0)
+        self.intake.join(1.0)
+        self.store.add_event(events.TOPIC_STATE, self.state_body(online=False), retain=True)
+        if not self.publisher.drain(SHUTDOWN_FLUSH_S):
+            self.log.warning("events_left_for_next_start",
+                             unpublished=self.store.unpublished_count())
+        self.publisher.stop()
+        self.publisher.join(1.0)
+        self.mqtt.stop()
+        self.store.close()
+        self.log.info("stopped")
+
+    # --- ports --------------------------------------------------------------
+
+    def _rescan(self) -> None:
+        """Start a worker for every port path the globs match now (hot-plug)."""
+        self._rescan_at = time.monotonic() + self.settings.modems.rescan_s
+        m = self.settings.modems
+        for pattern in m.ports:
+            for path in sorted(glob.glob(pattern)) or ([] if glob.has_magic(pattern)
+                                                        else [pattern]):
+                if path in self.workers:
+                    continue
+                worker = PortWorker(path, m.baudrate, m.cmgs_timeout_s, m.reopen_backoff_s,
+                                    self.store, self.clock, self._port_changed)
+                self.workers[path] = worker
+                worker.start()
+                self.log.info("port_added", port=worker.name, path=path)
+
+    def _port_changed(self, significant: bool) -> None:
+        self.dispatcher.wake()
+        self.publisher.wake()
+        if significant:
+            self._state_dirty.set()
+
+    # --- MQTT side ----------------------------------------------------------
+
+    def _on_batch(self, item: Incoming) -> None:
+        self.intake.submit(item)
+
+    def _on_committed(self) -> None:
+        self.dispatcher.wake()
+        self.publisher.wake()
+
+    def _on_online(self) -> None:
+        """Subscribed to the outbox: now HQ may be told we are online."""
+        self._state_dirty.set()
+
+    def publish_state(self) -> None:
+        self._state_dirty.clear()
+        self._state_due = time.monotonic() + STATE_INTERVAL_S
+        self.store.add_event(events.TOPIC_STATE, self.state_body(online=self.mqtt.connected),
+                             retain=True)
+        self.publisher.wake()
+
+    def state_body(self, online: bool) -> dict[str, Any]:
+        """The GatewayState payload (without gw/seq)."""
+        sent = self.store.sim_counts()
+        modems = []
+        for worker in self.workers.values():
+            v = worker.view()
+            modems.append({"port": v.port, "state": v.state.value, "imei": v.imei,
+                           "imsi": v.imsi, "iccid": v.iccid, "operator": v.operator,
+                           "signal": v.signal, "registered": v.registered,
+                           "sent_today": sent.get(v.iccid or "", 0),
+                           "last_error": v.last_error})
+        return {"online": online, "version": __version__,
+                "started_at": events.rfc3339(self.started_at),
+                "queue": self.store.queue_counts(),
+                "unpublished": self.store.unpublished_count(),
+                "paused": self.dispatcher.paused, "modems": modems}

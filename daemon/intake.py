@@ -1,0 +1,109 @@
+"""The intake thread: validates each batch, commits it, and only then acks it to the broker.
+
+It pulls: while the queue of unsent messages is at `high_water` it waits before
+taking the next batch, which stays unacked at the broker meanwhile.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+from daemon import logs
+from daemon.batch import BadBatch, Limits, parse
+from daemon.mqtt import Incoming
+from store import events
+from store.store import Store
+
+GATE_POLL_S = 1.0
+STORE_RETRY_S = 5.0
+
+
+class Intake:
+    """Owns the batch queue between paho's thread and the store."""
+
+    def __init__(self, store: Store, limits: Limits, high_water: int,
+                 clock: Callable[[], float], ack: Callable[[Incoming], None],
+                 on_committed: Callable[[], None]) -> None:
+        self._store = store
+        self._limits = limits
+        self._high_water = high_water
+        self._clock = clock
+        self._ack = ack
+        self._on_committed = on_committed
+        self._queue: queue.Queue[Incoming] = queue.Queue()
+        self._stopping = threading.Event()
+        self._log = logs.get("intake")
+        self.gate_closed = False
+        self.last_progress = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop taking batches; one not yet committed stays unacked at the broker."""
+        self._stopping.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def submit(self, item: Incoming) -> None:
+        """Called from paho's thread."""
+        self._queue.put(item)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self.last_progress = time.monotonic()
+            try:
+                item = self._queue.get(timeout=GATE_POLL_S)
+            except queue.Empty:
+                continue
+            if not self._wait_for_room():
+                return
+            self._take(item)
+
+    def _wait_for_room(self) -> bool:
+        while self._store.unsent_count() >= self._high_water:
+            if not self.gate_closed:
+                self._log.warning("queue_full", high_water=self._high_water)
+                self.gate_closed = True
+            if self._stopping.wait(GATE_POLL_S):
+                return False
+            self.last_progress = time.monotonic()
+        if self.gate_closed:
+            self._log.info("queue_has_room")
+            self.gate_closed = False
+        return True
+
+    def _take(self, item: Incoming) -> None:
+        while not self._stopping.is_set():
+            try:
+                self._commit(item)
+            except Exception as e:  # disk full, I/O error: keep the batch at the broker
+                self._log.error("batch_not_stored", error=str(e))
+                self._stopping.wait(STORE_RETRY_S)
+                continue
+            self._ack(item)
+            self._on_committed()
+            return
+
+    def _commit(self, item: Incoming) -> None:
+        now = self._clock()
+        try:
+            parsed = parse(item.payload, self._limits, now)
+        except Exception as e:  # bad input of any shape must never stall the intake
+            bad = e if isinstance(e, BadBatch) else BadBatch(f"unreadable batch: {e!r}")
+            if not isinstance(e, BadBatch):
+                self._log.exception("batch_parser_failed")
+            self._store.add_event(events.TOPIC_ACK, {
+                "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
+            self._log.warning("bad_batch", batch_id=bad.batch_id, reason=bad.reason,
+                              bytes=len(item.payload))
+            return
+        outcome = self._store.accept_batch(parsed.batch_id, parsed.messages, parsed.rejected,
+                                           now)
+        self._log.info("batch_accepted", batch_id=parsed.batch_id, accepted=outcome.accepted,
+                       duplicates=outcome.duplicates, rejected=len(parsed.rejected))

@@ -1,0 +1,123 @@
+"""Drains the store's event outbox to MQTT in seq order, deleting each row on PUBACK.
+
+At most WINDOW rows are handed to paho at once, so an offline broker costs a
+bounded amount of memory: the rest waits on disk. paho resends what it holds
+after a reconnect (persistent session), so a row is handed over only once per run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from daemon import logs
+from store.events import with_envelope
+from store.store import Store
+
+WINDOW = 200  # rows in paho's hands at most
+IDLE_WAIT_S = 0.5
+DELETE_BATCH = 100
+
+
+class Sender(Protocol):
+    """The MQTT side: publish returns paho's message id."""
+
+    def publish_event(self, topic_suffix: str, payload: str, retain: bool) -> int: ...
+
+
+class Publisher:
+    """One thread; only it touches the in-flight map."""
+
+    def __init__(self, store: Store, gateway_id: str) -> None:
+        self._store = store
+        self._gw = gateway_id
+        self._sender: Sender | None = None
+        self._acked: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._inflight: dict[int, int] = {}  # paho mid -> seq
+        self._early: set[int] = set()  # PUBACKs that beat our bookkeeping
+        self._last_seq = 0
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._log = logs.get("publisher")
+        self.last_progress = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    def start(self, sender: Sender) -> None:
+        self._sender = sender
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    def join(self, timeout: float) -> None:
+        self._thread.join(timeout)
+
+    def wake(self) -> None:
+        """New rows were committed."""
+        self._wake.set()
+
+    def on_puback(self, mid: int) -> None:
+        """Called from paho's thread: only enqueue (paho holds its own locks here)."""
+        self._acked.put(mid)
+        self._wake.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until every committed row is acknowledged; True when the outbox is empty."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.wake()
+            if self._store.unpublished_count() == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(IDLE_WAIT_S)
+            self._wake.clear()
+            self.last_progress = time.monotonic()
+            try:
+                self._settle_acks()
+                self._hand_over()
+            except Exception:
+                self._log.exception("publish_failed")
+                self._stopping.wait(IDLE_WAIT_S)
+
+    def _settle_acks(self) -> None:
+        done: list[int] = []
+        while True:
+            try:
+                mid = self._acked.get_nowait()
+            except queue.Empty:
+                break
+            seq = self._inflight.pop(mid, None)
+            if seq is None:
+                self._early.add(mid)
+            else:
+                done.append(seq)
+        for mid in list(self._early):
+            if mid in self._inflight:
+                self._early.discard(mid)
+                done.append(self._inflight.pop(mid))
+        if done:
+            self._store.delete_events(done)
+
+    def _hand_over(self) -> None:
+        assert self._sender is not None
+        room = WINDOW - len(self._inflight)
+        if room <= 0:
+            return
+        rows = self._store.pending_events(self._last_seq, room)
+        for row in rows:
+            payload = with_envelope(row.body, self._gw, row.seq)
+            mid = self._sender.publish_event(row.topic, payload, row.retain)
+            self._inflight[mid] = row.seq
+            self._last_seq = row.seq
+        if rows:
+            self._settle_acks()
+            if len(rows) == room:
+                self._wake.set()

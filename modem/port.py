@@ -1,0 +1,267 @@
+"""One AT modem on one serial port, driven through python-gsmmodem-new.
+
+Not thread-safe on purpose: exactly one owner thread calls its methods (the
+library interleaves commands from several threads). Unsolicited lines are only
+queued here; the owner drains them with `take_unsolicited()`.
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import serial
+from gsmmodem import exceptions as gsm_exc
+from gsmmodem.modem import GsmModem
+
+from modem.errors import (
+    CmeError,
+    CmsError,
+    CommandRejected,
+    ModemError,
+    ModemGone,
+    ModemTimeout,
+    SimNotReady,
+)
+from modem.pdu import SubmitPdu
+
+PROMPT_TIMEOUT_S = 5.0  # AT+CMGS=<n> answers "> " at once on every modem we know
+COMMAND_TIMEOUT_S = 10.0
+CTRL_Z = "\x1a"
+ESC = "\x1b"
+CSQ_UNKNOWN = 99
+CREG_REGISTERED = {1, 5}  # home, roaming
+# Ways to read the ICCID, most standard last: vendors answer their own first.
+ICCID_COMMANDS = ("AT+CCID", "AT+QCCID", "AT^ICCID?", "AT+CRSM=176,12258,0,0,10")
+_ICCID_RE = re.compile(r"(89[0-9]{16,18}[0-9F]?)")
+_CSQ_RE = re.compile(r"\+CSQ:\s*(\d+),")
+_CREG_RE = re.compile(r"\+CREG:\s*\d,(\d)")
+_COPS_RE = re.compile(r'\+COPS:\s*\d,\d,"([^"]*)"')
+_CMGS_RE = re.compile(r"\+CMGS:\s*(\d+)")
+
+
+@dataclass(frozen=True)
+class ModemInfo:
+    """Who a port is: the modem (IMEI) and the SIM in it (ICCID, IMSI)."""
+
+    path: str
+    imei: str
+    iccid: str
+    imsi: str
+    manufacturer: str
+    model: str
+
+
+@dataclass(frozen=True)
+class RadioStatus:
+    """What the modem says of the network now."""
+
+    signal: int | None  # CSQ 0..31, None when unknown
+    registered: bool
+    operator: str | None
+
+
+class SendError(ModemError):
+    """A multipart send stopped; says which parts went out and whether the failing one may have."""
+
+    def __init__(self, cause: ModemError, parts_done: list[int], maybe_sent: bool) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+        self.parts_done = parts_done  # TP-MR of every part the network took
+        self.maybe_sent = maybe_sent  # True: the failing PDU was written and not refused
+
+
+class _QueueingGsmModem(GsmModem):  # type: ignore[misc]
+    """GsmModem whose unsolicited lines are queued instead of handled on a new thread.
+
+    The library's own handler issues AT commands from its notification thread,
+    racing the owner thread; queueing keeps every command on one thread.
+    """
+
+    def __init__(self, port: str, baudrate: int, sink: queue.SimpleQueue[list[str]]) -> None:
+        super().__init__(port, baudrate, smsReceivedCallbackFunc=_ignore,
+                         smsStatusReportCallback=_ignore, requestDelivery=True)
+        self._sink = sink
+
+    def _handleModemNotification(self, lines: list[str]) -> None:
+        self._sink.put(list(lines))
+
+
+def _ignore(*_args: object) -> None:
+    """A callback the library wants but that the queueing subclass never calls."""
+
+
+@contextmanager
+def _translated(command: str) -> Iterator[None]:
+    """Turn pyserial and gsmmodem exceptions into the modem layer's own."""
+    try:
+        yield
+    except gsm_exc.CmsError as e:
+        raise CmsError(command, int(e.code)) from e
+    except gsm_exc.PinRequiredError as e:
+        raise SimNotReady(f"SIM asks for a PIN ({command})") from e
+    except gsm_exc.CmeError as e:
+        raise CmeError(command, int(e.code)) from e
+    except gsm_exc.TimeoutException as e:
+        raise ModemTimeout(f"no answer to {command}") from e
+    except gsm_exc.CommandError as e:
+        raise CommandRejected(f"ERROR on {command}") from e
+    except (serial.SerialException, OSError, AttributeError) as e:
+        # AttributeError: the library touches self.serial after a failed open.
+        raise ModemGone(f"{command}: {e}") from e
+
+
+class ModemPort:
+    """Open, identify, send on and close one modem. Owner thread only."""
+
+    def __init__(self, path: str, baudrate: int, cmgs_timeout_s: float) -> None:
+        self.path = path
+        self._baudrate = baudrate
+        self._cmgs_timeout_s = cmgs_timeout_s
+        self._unsolicited: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
+        self._gsm: _QueueingGsmModem | None = None
+
+    def open(self) -> ModemInfo:
+        """Open the port, run the library's init sequence and read the identities."""
+        self._gsm = _QueueingGsmModem(self.path, self._baudrate, self._unsolicited)
+        try:
+            with _translated("connect"):
+                self._gsm.connect()
+            return ModemInfo(
+                path=self.path,
+                imei=self._line("AT+CGSN"),
+                iccid=self._iccid(),
+                imsi=self._line("AT+CIMI"),
+                manufacturer=self._line("AT+CGMI"),
+                model=self._line("AT+CGMM"),
+            )
+        except ModemError:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Close the port; safe to call twice or after the device vanished."""
+        gsm, self._gsm = self._gsm, None
+        if gsm is None:
+            return
+        gsm.alive = False
+        try:
+            if getattr(gsm, "rxThread", None) is not None:
+                gsm.rxThread.join(timeout=2)
+            if getattr(gsm, "serial", None) is not None:
+                gsm.serial.close()
+        except (serial.SerialException, OSError):
+            pass
+
+    @property
+    def is_alive(self) -> bool:
+        """False once the port closed or the library's reader thread died (it dies silently)."""
+        gsm = self._gsm
+        return bool(gsm and gsm.alive and gsm.rxThread.is_alive())
+
+    def radio(self) -> RadioStatus:
+        """Signal, registration and operator, read now."""
+        csq = _CSQ_RE.search(" ".join(self._command("AT+CSQ")))
+        signal = int(csq.group(1)) if csq else None
+        creg = _CREG_RE.search(" ".join(self._command("AT+CREG?")))
+        cops = _COPS_RE.search(" ".join(self._command("AT+COPS?")))
+        return RadioStatus(
+            signal=None if signal in (None, CSQ_UNKNOWN) else signal,
+            registered=bool(creg and int(creg.group(1)) in CREG_REGISTERED),
+            operator=cops.group(1) if cops else None,
+        )
+
+    def send(self, pdus: list[SubmitPdu], on_part: Callable[[int, int], None]) -> list[int]:
+        """Submit every PDU in order; `on_part(index, mr)` runs as each is taken. Returns the MRs."""
+        done: list[int] = []
+        for index, pdu in enumerate(pdus):
+            mr = self._submit(pdu, done)
+            done.append(mr)
+            on_part(index, mr)
+        return done
+
+    def take_unsolicited(self) -> list[list[str]]:
+        """Unsolicited line groups received since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._unsolicited.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _submit(self, pdu: SubmitPdu, done: list[int]) -> int:
+        gsm = self._require()
+        command = f"AT+CMGS={pdu.tpdu_length}"
+        try:
+            with _translated(command):
+                gsm.write(command, timeout=PROMPT_TIMEOUT_S, expectedResponseTermSeq="> ")
+        except ModemError as e:
+            self._abort_prompt()
+            raise SendError(e, done, maybe_sent=False) from e
+        try:
+            with _translated("PDU"):
+                lines = gsm.write(pdu.hex, timeout=self._cmgs_timeout_s, writeTerm=CTRL_Z)
+        except (CmsError, CmeError, CommandRejected) as e:
+            raise SendError(e, done, maybe_sent=False) from e
+        except ModemError as e:
+            # Written but unanswered: the network may have it.
+            self._abort_prompt()
+            raise SendError(e, done, maybe_sent=True) from e
+        match = _CMGS_RE.search(" ".join(lines))
+        if not match:
+            raise SendError(CommandRejected(f"no +CMGS in {lines!r}"), done, maybe_sent=True)
+        return int(match.group(1))
+
+    def _abort_prompt(self) -> None:
+        """Send ESC so a modem left at its "> " prompt goes back to command mode."""
+        gsm = self._gsm
+        if gsm is None:
+            return
+        try:
+            gsm.write(ESC, waitForResponse=False, writeTerm="")
+        except (serial.SerialException, OSError):
+            pass
+
+    def _iccid(self) -> str:
+        for command in ICCID_COMMANDS:
+            try:
+                lines = self._command(command)
+            except CommandRejected:
+                continue
+            text = " ".join(lines)
+            if command.startswith("AT+CRSM"):
+                text = _unswap_crsm(text)
+            match = _ICCID_RE.search(text)
+            if match:
+                return match.group(1).rstrip("F")
+        raise SimNotReady("no ICCID from any of " + ", ".join(ICCID_COMMANDS))
+
+    def _line(self, command: str) -> str:
+        """First line of a command's answer, without the command's own prefix."""
+        lines = [ln for ln in self._command(command) if ln not in ("OK", "")]
+        if not lines:
+            raise CommandRejected(f"empty answer to {command}")
+        first = lines[0]
+        return first.split(":", 1)[1].strip() if first.startswith("+") else first.strip()
+
+    def _command(self, command: str) -> list[str]:
+        gsm = self._require()
+        with _translated(command):
+            return list(gsm.write(command, timeout=COMMAND_TIMEOUT_S))
+
+    def _require(self) -> _QueueingGsmModem:
+        if self._gsm is None or not self.is_alive:
+            raise ModemGone(f"{self.path} is not open")
+        return self._gsm
+
+
+def _unswap_crsm(text: str) -> str:
+    """EF_ICCID comes nibble-swapped in +CRSM: "98680031..." is ICCID 8986001..."""
+    match = re.search(r'"([0-9A-Fa-f]{20})"', text)
+    if not match:
+        return ""
+    raw = match.group(1)
+    return "".join(raw[i + 1] + raw[i] for i in range(0, len(raw), 2))

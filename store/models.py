@@ -1,0 +1,128 @@
+"""Tables of the gateway's SQLite file (peewee models) and the message state names."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from peewee import (
+    AutoField,
+    BooleanField,
+    DatabaseProxy,
+    FloatField,
+    IntegerField,
+    Model,
+    TextField,
+)
+from playhouse.sqlite_ext import AutoIncrementField
+
+database = DatabaseProxy()
+
+
+class State(StrEnum):
+    """A message's state, as the contract names it."""
+
+    QUEUED = "queued"
+    SCHEDULED = "scheduled"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    UNCERTAIN = "uncertain"
+
+
+TERMINAL = frozenset({State.FAILED, State.EXPIRED, State.CANCELLED, State.UNCERTAIN,
+                      State.DELIVERED})
+WAITING = frozenset({State.QUEUED, State.SCHEDULED})
+
+# Legal moves; anything else is a bug the store refuses to write.
+TRANSITIONS: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.SENDING, State.SCHEDULED, State.EXPIRED, State.CANCELLED,
+                             State.FAILED}),
+    State.SCHEDULED: frozenset({State.QUEUED, State.EXPIRED, State.CANCELLED, State.FAILED}),
+    State.SENDING: frozenset({State.SENT, State.FAILED, State.QUEUED, State.UNCERTAIN}),
+    State.SENT: frozenset({State.DELIVERED, State.FAILED}),
+}
+
+
+class _Base(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Message(_Base):
+    """One outbound SMS as HQ sent it, and where it is in its life."""
+
+    id = AutoField()
+    hq_id = TextField(unique=True)
+    batch_id = TextField()
+    to = TextField()  # E.164
+    text = TextField()
+    encoding = TextField()
+    parts = IntegerField()
+    priority = IntegerField()
+    not_before = FloatField(null=True)  # epoch seconds
+    expires_at = FloatField(null=True)
+    delivery_report = BooleanField()
+    urgent = BooleanField()
+    state = TextField()
+    attempts = IntegerField(default=0)
+    port = TextField(null=True)
+    iccid = TextField(null=True)
+    error_code = TextField(null=True)
+    error_reason = TextField(null=True)
+    created_at = FloatField()
+    updated_at = FloatField()
+
+    class Meta:
+        indexes = ((("batch_id",), False),)
+
+
+class Part(_Base):
+    """One PDU the network took: (SIM, TP-MR) is what a status report names."""
+
+    id = AutoField()
+    message_id = IntegerField()
+    number = IntegerField()  # 1-based
+    iccid = TextField()
+    mr = IntegerField()
+    sent_at = FloatField()
+
+    class Meta:
+        indexes = ((("message_id", "number"), True), (("iccid", "mr"), False))
+
+
+class Event(_Base):
+    """Something HQ must hear, waiting to be published (the transactional outbox)."""
+
+    seq = AutoIncrementField()  # AUTOINCREMENT: never reused, so seq strictly increases
+    topic = TextField()  # suffix under smsgw/{gw}/
+    body = TextField()  # JSON object without "gw" and "seq"
+    retain = BooleanField(default=False)
+
+
+class Sim(_Base):
+    """A SIM card we have seen, keyed by ICCID, and its send counters."""
+
+    iccid = TextField(primary_key=True)
+    imsi = TextField(null=True)
+    last_port = TextField(null=True)
+    last_imei = TextField(null=True)
+    day = TextField(null=True)  # gateway-local date the day counter belongs to
+    sent_day = IntegerField(default=0)
+    sent_total = IntegerField(default=0)
+
+
+TABLES = (Message, Part, Event, Sim)
+
+# Partial indexes keep the dispatcher's pick O(log n) however large the queue grows.
+EXTRA_DDL = (
+    "CREATE INDEX IF NOT EXISTS message_queue ON message(priority DESC, id) "
+    "WHERE state = 'queued'",
+    "CREATE INDEX IF NOT EXISTS message_due ON message(not_before) WHERE state = 'scheduled'",
+    "CREATE INDEX IF NOT EXISTS message_expiry ON message(expires_at) "
+    "WHERE state IN ('queued', 'scheduled') AND expires_at IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS message_sending ON message(id) WHERE state = 'sending'",
+)

@@ -1,0 +1,373 @@
+"""The durable heart: every state change of a message and every row that must survive a power cut.
+
+One SQLite connection, one lock: callers on any thread are serialised here,
+so SQLite never has to busy-wait between our own threads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peewee import SqliteDatabase
+
+from store import events
+from store.models import (
+    EXTRA_DDL,
+    TABLES,
+    TRANSITIONS,
+    Event,
+    Message,
+    Part,
+    Sim,
+    State,
+    database,
+)
+
+DB_FILE = "gateway.sqlite3"
+# FULL: a commit is on the medium before we ack it to the broker, even on power loss.
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "full",
+    "busy_timeout": 5000,
+    "foreign_keys": 1,
+    "cache_size": -4000,  # 4 MB: the Pi's memory matters more than a few page reads
+}
+ID_CHUNK = 500  # bound parameters per IN (...) lookup; SQLite allows 32766
+ERROR_UNCERTAIN = "uncertain_after_restart"
+
+
+class IllegalTransition(RuntimeError):
+    """A state change the contract's state machine does not allow."""
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated message ready to be queued."""
+
+    hq_id: str
+    batch_id: str
+    to: str
+    text: str
+    encoding: str
+    parts: int
+    priority: int
+    not_before: float | None
+    expires_at: float | None
+    delivery_report: bool
+    urgent: bool
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    """What a batch did to the queue."""
+
+    accepted: int
+    duplicates: int
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A message handed to one port, committed as `sending`."""
+
+    id: int
+    hq_id: str
+    batch_id: str
+    to: str
+    text: str
+    parts: int
+    encoding: str
+    delivery_report: bool
+    attempts: int
+
+
+@dataclass(frozen=True)
+class PendingEvent:
+    """An outbox row waiting for the broker's PUBACK."""
+
+    seq: int
+    topic: str
+    body: str
+    retain: bool
+
+
+class Store:
+    """The gateway's SQLite file; every method is one transaction."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        path = Path(data_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path / DB_FILE
+        self._db = SqliteDatabase(str(self.path), pragmas=PRAGMAS, thread_safe=False,
+                                  check_same_thread=False, autoconnect=False)
+        database.initialize(self._db)
+        self._lock = threading.RLock()
+        self._db.connect()
+        with self._tx():
+            self._db.create_tables(TABLES)
+            for ddl in EXTRA_DDL:
+                self._db.execute_sql(ddl)
+
+    def close(self) -> None:
+        """Close the connection; later calls raise."""
+        with self._lock:
+            if not self._db.is_closed():
+                self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        with self._lock, self._db.atomic("IMMEDIATE"):
+            yield
+
+    # --- intake -------------------------------------------------------------
+
+    def accept_batch(
+        self, batch_id: str, messages: list[NewMessage], rejected: list[dict[str, str]],
+        now: float,
+    ) -> BatchOutcome:
+        """Queue the new messages, count duplicates and queue the BatchAck, all in one commit."""
+        with self._tx():
+            known = self._existing_ids([m.hq_id for m in messages])
+            fresh: list[NewMessage] = []
+            duplicates = 0
+            for m in messages:
+                if m.hq_id in known:
+                    duplicates += 1
+                else:
+                    known.add(m.hq_id)
+                    fresh.append(m)
+            self._insert_messages(fresh, now)
+            ack = {"batch_id": batch_id, "accepted": len(fresh), "duplicates": duplicates,
+                   "rejected": rejected}
+            events.add(events.TOPIC_ACK, ack)
+        return BatchOutcome(accepted=len(fresh), duplicates=duplicates)
+
+    def _existing_ids(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for i in range(0, len(ids), ID_CHUNK):
+            chunk = ids[i : i + ID_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            cursor = self._db.execute_sql(
+                f"SELECT hq_id FROM message WHERE hq_id IN ({marks})", chunk)
+            found.update(row[0] for row in cursor)
+        return found
+
+    def _insert_messages(self, fresh: list[NewMessage], now: float) -> None:
+        # Raw executemany: peewee's insert_many builds SQL per row and is ~10x slower here.
+        rows = []
+        bodies = []
+        for m in fresh:
+            state = State.SCHEDULED if m.not_before and m.not_before > now else State.QUEUED
+            rows.append((m.hq_id, m.batch_id, m.to, m.text, m.encoding, m.parts, m.priority,
+                         m.not_before, m.expires_at, m.delivery_report, m.urgent, state, 0, now,
+                         now))
+            body = events.status_body(m.hq_id, m.batch_id, state, now, parts=m.parts,
+                                      encoding=m.encoding)
+            bodies.append((events.TOPIC_STATUS, events.dumps(body), False))
+        cursor = self._db.cursor()
+        cursor.executemany(
+            "INSERT INTO message (hq_id, batch_id, \"to\", text, encoding, parts, priority,"
+            " not_before, expires_at, delivery_report, urgent, state, attempts, created_at,"
+            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        cursor.executemany("INSERT INTO event (topic, body, retain) VALUES (?,?,?)", bodies)
+
+    # --- dispatch -----------------------------------------------------------
+
+    def claim_next(self, port: str, iccid: str, now: float) -> Claimed | None:
+        """Take the most urgent queued message for this port and commit it as `sending`."""
+        with self._tx():
+            cursor = self._db.execute_sql(
+                "UPDATE message SET state = 'sending', port = ?, iccid = ?,"
+                " attempts = attempts + 1, updated_at = ?"
+                " WHERE id = (SELECT id FROM message WHERE state = 'queued'"
+                "             ORDER BY priority DESC, id LIMIT 1)"
+                " RETURNING id, hq_id, batch_id, \"to\", text, parts, encoding,"
+                " delivery_report, attempts",
+                (port, iccid, now))
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            claimed = Claimed(*row[:7], delivery_report=bool(row[7]), attempts=row[8])
+            events.add(events.TOPIC_STATUS, events.status_body(
+                claimed.hq_id, claimed.batch_id, State.SENDING, now, parts=claimed.parts,
+                encoding=claimed.encoding, port=port, iccid=iccid, attempts=claimed.attempts))
+            return claimed
+
+    def record_part(self, message_id: int, number: int, iccid: str, mr: int, now: float) -> None:
+        """Remember that the network took part `number` under reference `mr`."""
+        with self._tx():
+            Part.insert(message_id=message_id, number=number, iccid=iccid, mr=mr,
+                        sent_at=now).on_conflict_replace().execute()
+
+    def mark_sent(self, message_id: int, now: float) -> None:
+        """Every part was taken by the network."""
+        with self._tx():
+            msg = self._move(message_id, State.SENT, now)
+            self._count_send(msg.iccid, now)
+
+    def mark_failed(self, message_id: int, code: str, reason: str, now: float,
+                    state: State = State.FAILED) -> None:
+        """End the message in `state` (failed, uncertain...) with an error code."""
+        with self._tx():
+            self._move(message_id, state, now, error=(code, reason))
+
+    def requeue(self, message_id: int, now: float) -> None:
+        """The message provably never reached the modem: back to the queue."""
+        with self._tx():
+            self._move(message_id, State.QUEUED, now, clear_sim=True)
+
+    def _move(self, message_id: int, new: State, now: float,
+              error: tuple[str, str] | None = None, clear_sim: bool = False) -> Message:
+        msg = Message.get_by_id(message_id)
+        old = State(msg.state)
+        if new not in TRANSITIONS.get(old, frozenset()):
+            raise IllegalTransition(f"message {msg.hq_id}: {old} -> {new}")
+        port, iccid = msg.port, msg.iccid
+        fields: dict[Any, Any] = {Message.state: new, Message.updated_at: now}
+        if error:
+            fields[Message.error_code], fields[Message.error_reason] = error
+        if clear_sim:
+            fields[Message.port] = fields[Message.iccid] = None
+        Message.update(fields).where(Message.id == message_id).execute()
+        events.add(events.TOPIC_STATUS, events.status_body(
+            msg.hq_id, msg.batch_id, new, now, parts=msg.parts, encoding=msg.encoding,
+            port=None if clear_sim else port, iccid=iccid, attempts=msg.attempts, error=error))
+        return msg
+
+    def _count_send(self, iccid: str | None, now: float) -> None:
+        if not iccid:
+            return
+        Sim.insert(iccid=iccid).on_conflict_ignore().execute()
+        Sim.update(sent_total=Sim.sent_total + 1, sent_day=Sim.sent_day + 1).where(
+            Sim.iccid == iccid).execute()
+
+    # --- cancelling ---------------------------------------------------------
+
+    def cancel(self, hq_ids: list[str], now: float) -> dict[str, str]:
+        """Cancel waiting messages by HQ id; says per id what happened."""
+        outcome: dict[str, str] = {}
+        with self._tx():
+            for i in range(0, len(hq_ids), ID_CHUNK):
+                chunk = hq_ids[i : i + ID_CHUNK]
+                for msg in Message.select().where(Message.hq_id.in_(chunk)):
+                    outcome[msg.hq_id] = self._cancel_one(msg, now)
+        for hq_id in hq_ids:
+            outcome.setdefault(hq_id, "unknown")
+        return outcome
+
+    def cancel_batch(self, batch_id: str, now: float) -> int:
+        """Cancel every waiting message of a batch; returns how many."""
+        with self._tx():
+            waiting = list(Message.select().where(
+                (Message.batch_id == batch_id)
+                & Message.state.in_([State.QUEUED, State.SCHEDULED])))
+            for msg in waiting:
+                self._cancel_one(msg, now)
+            return len(waiting)
+
+    def _cancel_one(self, msg: Message, now: float) -> str:
+        if msg.state not in (State.QUEUED, State.SCHEDULED):
+            return f"too_late:{msg.state}"
+        self._move(msg.id, State.CANCELLED, now, error=("cancelled", "cancelled by HQ"))
+        return "cancelled"
+
+    # --- start-up -----------------------------------------------------------
+
+    def settle_in_flight(self, now: float) -> dict[str, int]:
+        """Settle messages a previous run left `sending`: sent if every part was taken, else uncertain."""
+        counts = {"sent": 0, "uncertain": 0}
+        with self._tx():
+            for msg in Message.select().where(Message.state == State.SENDING):
+                taken = Part.select().where(Part.message_id == msg.id).count()
+                if taken >= msg.parts:
+                    self._move(msg.id, State.SENT, now)
+                    counts["sent"] += 1
+                else:
+                    self._move(msg.id, State.UNCERTAIN, now, error=(
+                        ERROR_UNCERTAIN,
+                        f"gateway stopped while the modem held it ({taken}/{msg.parts} parts"
+                        " confirmed); not sent again"))
+                    counts["uncertain"] += 1
+        return counts
+
+    def note_sim(self, iccid: str, imsi: str, port: str, imei: str) -> None:
+        """Record where a SIM was last seen."""
+        with self._tx():
+            Sim.insert(iccid=iccid, imsi=imsi, last_port=port, last_imei=imei).on_conflict(
+                conflict_target=[Sim.iccid],
+                update={Sim.imsi: imsi, Sim.last_port: port, Sim.last_imei: imei}).execute()
+
+    def sim_counts(self) -> dict[str, int]:
+        """Messages sent per ICCID today (counter kept in the database)."""
+        with self._lock:
+            return {s.iccid: s.sent_day for s in Sim.select(Sim.iccid, Sim.sent_day)}
+
+    # --- queue view ---------------------------------------------------------
+
+    def queue_counts(self) -> dict[str, int]:
+        """How many messages wait, by state (queued, scheduled, sending)."""
+        with self._lock:
+            out = {}
+            for state in (State.QUEUED, State.SCHEDULED, State.SENDING):
+                cursor = self._db.execute_sql(
+                    "SELECT count(*) FROM message WHERE state = ?", (state.value,))
+                out[state.value] = cursor.fetchone()[0]
+            return out
+
+    def unsent_count(self) -> int:
+        """Messages not yet handed to a modem (the pull gate compares this with high_water)."""
+        counts = self.queue_counts()
+        return counts["queued"] + counts["scheduled"]
+
+    def promote_due(self, now: float) -> int:
+        """Move scheduled messages whose time has come back to queued."""
+        with self._tx():
+            due = list(Message.select().where(
+                (Message.state == State.SCHEDULED) & (Message.not_before <= now)))
+            for msg in due:
+                self._move(msg.id, State.QUEUED, now)
+            return len(due)
+
+    def expire_overdue(self, now: float) -> int:
+        """End waiting messages whose expires_at has passed; they never reach the network."""
+        with self._tx():
+            overdue = list(Message.select().where(
+                Message.state.in_([State.QUEUED, State.SCHEDULED])
+                & Message.expires_at.is_null(False) & (Message.expires_at <= now)))
+            for msg in overdue:
+                self._move(msg.id, State.EXPIRED, now,
+                           error=("expired", "expires_at passed before it could be sent"))
+            return len(overdue)
+
+    # --- event outbox -------------------------------------------------------
+
+    def add_event(self, topic: str, body: dict[str, Any], retain: bool = False) -> None:
+        """Queue one payload for HQ on its own."""
+        with self._tx():
+            events.add(topic, body, retain)
+
+    def pending_events(self, after_seq: int, limit: int) -> list[PendingEvent]:
+        """Unpublished rows with seq > after_seq, oldest first."""
+        with self._lock:
+            cursor = self._db.execute_sql(
+                "SELECT seq, topic, body, retain FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after_seq, limit))
+            return [PendingEvent(r[0], r[1], r[2], bool(r[3])) for r in cursor]
+
+    def delete_events(self, seqs: Iterable[int]) -> None:
+        """Forget rows the broker has acknowledged."""
+        seq_list = list(seqs)
+        if not seq_list:
+            return
+        with self._tx():
+            for i in range(0, len(seq_list), ID_CHUNK):
+                Event.delete().where(Event.seq.in_(seq_list[i : i + ID_CHUNK])).execute()
+
+    def unpublished_count(self) -> int:
+        """Outbox rows still waiting for the broker."""
+        with self._lock:
+            return int(Event.select().count())

@@ -1,0 +1,76 @@
+"""A stand-in for HQ: a real paho client that publishes batches and records what the gateway says."""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from tests.support.wait import wait_until
+
+
+class Hq:
+    """Subscribed to smsgw/{gw}/# from the start, like an HQ that never misses a message."""
+
+    def __init__(self, port: int, gw: str) -> None:
+        self.gw = gw
+        self.root = f"smsgw/{gw}"
+        self._lock = threading.Lock()
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        self._subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"hq-{gw}",
+                                  protocol=paho.MQTTv5)
+        self.client.on_connect = self._connected
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = self._message
+        self.client.connect_async("127.0.0.1", port)
+        self.client.loop_start()
+        wait_until(self._subscribed.is_set, 10, "HQ to subscribe")
+
+    def _connected(self, client: paho.Client, *_a: Any) -> None:
+        client.subscribe(f"{self.root}/#", qos=1)
+
+    def _message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
+        suffix = msg.topic[len(self.root) + 1:]
+        try:
+            body = json.loads(msg.payload)
+        except ValueError:
+            body = {"_raw": msg.payload}
+        with self._lock:
+            self.received.append((suffix, body))
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def publish(self, suffix: str, payload: Any) -> None:
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        self.client.publish(f"{self.root}/{suffix}", data, qos=1).wait_for_publish(10)
+
+    def on(self, suffix: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [body for topic, body in self.received if topic == suffix]
+
+    def statuses(self, msg_id: str) -> list[str]:
+        return [s["state"] for s in self.on("status") if s.get("id") == msg_id]
+
+    def wait_ack(self, batch_id: str | None, timeout: float = 20) -> dict[str, Any]:
+        return wait_until(
+            lambda: next((a for a in self.on("ack") if a.get("batch_id") == batch_id), None),
+            timeout, f"BatchAck for {batch_id}")
+
+    def wait_online(self, timeout: float = 30) -> dict[str, Any]:
+        return wait_until(
+            lambda: next((s for s in reversed(self.on("state")) if s.get("online")), None),
+            timeout, "the gateway to say it is online")
+
+    def wait_final(self, ids: list[str], states: set[str], timeout: float) -> None:
+        def done() -> bool:
+            with self._lock:
+                final = {b["id"] for t, b in self.received
+                         if t == "status" and b.get("state") in states}
+            return all(i in final for i in ids)
+        wait_until(done, timeout, f"{len(ids)} messages to reach {sorted(states)}")
