@@ -38,7 +38,8 @@ BATCH = {
         {"id": "en-1", "to": "+447911123456",
          "text": "Your order #A-1042 is confirmed: {2 items} ~ €39.90. Reply STOP to opt out."},
         {"id": "bad-1", "to": "12345", "text": "this number is not valid"},
-        {"id": "cn-3", "to": "+8613700137000", "text": "新年快乐！感谢您一年来的支持。", "urgent": True},
+        {"id": "cn-3", "to": "+8613700137000", "text": "新年快乐！感谢您一年来的支持。",
+         "urgent": True},
     ],
 }
 

@@ -1,0 +1,188 @@
+"""The pool's control socket DIR/control.sock: one JSON object per line in, one reply out."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import socket
+import socketserver
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from modem.sim.errors import ControlError, PortError
+from modem.sim.pty_port import PtyPort
+
+log = structlog.get_logger(__name__)
+
+SOCKET_NAME = "control.sock"
+MAX_REQUEST_OCTETS = 64 * 1024
+FINAL_ERROR = re.compile(r"ERROR|\+CM[ES] ERROR: \d+")
+MAX_FAIL_COUNT = 10_000
+
+Request = dict[str, Any]
+Reply = dict[str, Any]
+
+
+class ControlTarget(Protocol):
+    """What the control commands act on (the pool)."""
+
+    def port(self, index: int) -> PtyPort: ...
+
+    def stats(self) -> list[dict[str, object]]: ...
+
+
+def _port_of(target: ControlTarget, request: Request) -> PtyPort:
+    index = request.get("port")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ControlError('"port" must be an integer')
+    return target.port(index)
+
+
+def _ping(target: ControlTarget, request: Request) -> Reply:
+    return {"pong": True}
+
+
+def _stats(target: ControlTarget, request: Request) -> Reply:
+    return {"ports": target.stats()}
+
+
+def _unplug(target: ControlTarget, request: Request) -> Reply:
+    port = _port_of(target, request)
+    port.unplug()
+    return {"port": port.index, "plugged": port.plugged}
+
+
+def _replug(target: ControlTarget, request: Request) -> Reply:
+    port = _port_of(target, request)
+    port.plug()
+    return {"port": port.index, "plugged": port.plugged, "path": str(port.link)}
+
+
+def _fail_next(target: ControlTarget, request: Request) -> Reply:
+    port = _port_of(target, request)
+    error = request.get("error", "+CMS ERROR: 38")
+    count = request.get("count", 1)
+    if not isinstance(error, str) or not FINAL_ERROR.fullmatch(error):
+        raise ControlError('"error" must be ERROR, "+CMS ERROR: <n>" or "+CME ERROR: <n>"')
+    if not isinstance(count, int) or isinstance(count, bool) or not 0 < count <= MAX_FAIL_COUNT:
+        raise ControlError(f'"count" must be an integer in 1..{MAX_FAIL_COUNT}')
+    port.fail_next(error, count)
+    return {"port": port.index, "pending_failures": len(port.faults.send_errors)}
+
+
+def _hang(target: ControlTarget, request: Request) -> Reply:
+    port = _port_of(target, request)
+    on = request.get("on", True)
+    if not isinstance(on, bool):
+        raise ControlError('"on" must be true or false')
+    port.set_hung(on)
+    return {"port": port.index, "hung": port.hung}
+
+
+# One entry per command; later: "inject_sms", "status_report", "quota", "sim_slot".
+COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
+    "ping": _ping,
+    "stats": _stats,
+    "unplug": _unplug,
+    "replug": _replug,
+    "fail_next": _fail_next,
+    "hang": _hang,
+}
+
+
+def dispatch(target: ControlTarget, line: bytes) -> Reply:
+    """Answer one request line; errors become {"ok": false, "error": reason}, never exceptions."""
+    try:
+        request = json.loads(line)
+    except (ValueError, UnicodeDecodeError) as e:
+        return {"ok": False, "error": f"not JSON: {e}"}
+    if not isinstance(request, dict):
+        return {"ok": False, "error": "request must be a JSON object"}
+    cmd = request.get("cmd")
+    handler = COMMANDS.get(cmd) if isinstance(cmd, str) else None
+    if handler is None:
+        return {"ok": False, "error": f"unknown cmd {cmd!r}; known: {sorted(COMMANDS)}"}
+    try:
+        return {"ok": True, **handler(target, request)}
+    except (ControlError, PortError) as e:
+        return {"ok": False, "error": str(e)}
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    server: _Server
+
+    def handle(self) -> None:
+        while True:
+            line = self.rfile.readline(MAX_REQUEST_OCTETS)
+            if not line:
+                return
+            if not line.strip():
+                continue
+            reply = dispatch(self.server.target, line)
+            self.wfile.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+            self.wfile.flush()
+
+
+class _Server(socketserver.ThreadingUnixStreamServer):
+    daemon_threads = True
+    target: ControlTarget
+
+
+class ControlServer:
+    """Serves COMMANDS on DIR/control.sock from its own thread until stop()."""
+
+    def __init__(self, directory: Path, target: ControlTarget) -> None:
+        self.path = directory / SOCKET_NAME
+        self._target = target
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Bind the socket (replacing a stale one) and start serving."""
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        server = _Server(str(self.path), _Handler)
+        server.target = self._target
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="sim-control", daemon=True
+        )
+        self._thread.start()
+        log.info("sim_control_listening", path=str(self.path))
+
+    def stop(self) -> None:
+        """Stop serving, close the socket and remove its file."""
+        if self._server is None:
+            return
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+def request(directory: str | Path, payload: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one command to the pool serving `directory` and return its reply object."""
+    path = Path(directory) / SOCKET_NAME
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(path))
+            sock.sendall(json.dumps(payload).encode() + b"\n")
+            with sock.makefile("rb") as stream:
+                line = stream.readline(MAX_REQUEST_OCTETS)
+    except OSError as e:
+        raise ControlError(f"no simulated pool answering at {path}: {e}") from e
+    if not line:
+        raise ControlError(f"pool at {path} closed the connection without a reply")
+    reply = json.loads(line)
+    if not isinstance(reply, dict):
+        raise ControlError(f"pool at {path} sent a non-object reply")
+    return reply

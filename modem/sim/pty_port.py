@@ -1,0 +1,219 @@
+"""Binds one SimModem to a pseudo-terminal at DIR/ttyGSM{i}; unplug and replug it."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import threading
+import tty
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+
+from modem.sim.device import Action, Faults, Latency, Mode, NetworkLink, SimCard, SimModem
+from modem.sim.makes import Make
+from modem.sim.timers import TimerThread
+
+log = structlog.get_logger(__name__)
+
+PORT_PREFIX = "ttyGSM"
+READ_CHUNK = 4096
+# How long a write may wait for a client that does not read before the bytes are dropped
+# (a real UART would lose them too); keeps a stuck client from freezing the port thread.
+WRITE_STALL_S = 1.0
+
+
+def port_name(index: int) -> str:
+    """Return the device name of port `index`, e.g. ttyGSM0."""
+    return f"{PORT_PREFIX}{index}"
+
+
+@dataclass
+class _Session:
+    """Everything that exists only while the port is plugged in."""
+
+    master: int
+    slave: int  # kept open so the master never sees EIO when the client closes and reopens
+    slave_path: str
+    wake_r: int
+    wake_w: int
+    modem: SimModem
+    timers: TimerThread
+    reader: threading.Thread
+
+
+class PtyPort:
+    """One simulated serial port. The modem's SIM, faults and latency survive replugging."""
+
+    def __init__(
+        self,
+        index: int,
+        directory: Path,
+        make: Make,
+        imei: str,
+        sim: SimCard,
+        network: NetworkLink,
+        latency: Latency,
+    ) -> None:
+        self.index = index
+        self.name = port_name(index)
+        self.link = directory / self.name
+        self.make = make
+        self.imei = imei
+        self.sim = sim
+        self.faults = Faults()
+        self.hung = False
+        self._network = network
+        self._latency = latency
+        self._state_lock = threading.Lock()  # plug/unplug
+        self._io_lock = threading.Lock()  # the modem object and the master fd
+        self._session: _Session | None = None
+
+    @property
+    def plugged(self) -> bool:
+        """True while the port exists and a client can open it."""
+        return self._session is not None
+
+    @property
+    def slave_path(self) -> str | None:
+        """The /dev/pts path the symlink points at while plugged."""
+        session = self._session
+        return session.slave_path if session else None
+
+    @property
+    def busy(self) -> bool:
+        """True while a send on this port is waiting for the network's answer."""
+        session = self._session
+        return session is not None and session.modem.mode is Mode.BUSY
+
+    def plug(self) -> None:
+        """Create the pty, point the symlink at it and start answering; no-op if plugged."""
+        with self._state_lock:
+            if self._session is not None:
+                return
+            master, slave = os.openpty()
+            # Raw at once: the line discipline must never echo or translate what the client sends.
+            tty.setraw(slave)
+            os.set_blocking(master, False)
+            slave_path = os.ttyname(slave)
+            wake_r, wake_w = os.pipe()
+            timers = TimerThread(f"sim-{self.name}-timers", self._run_locked)
+            modem = SimModem(
+                self.make, self.imei, self.sim, self.name, self._network,
+                emit=self._write, schedule=timers.schedule,
+                latency=self._latency, faults=self.faults,
+            )  # fmt: skip
+            reader = threading.Thread(target=self._read_loop, name=f"sim-{self.name}", daemon=True)
+            session = _Session(master, slave, slave_path, wake_r, wake_w, modem, timers, reader)
+            self._session = session
+            self._point_link(slave_path)
+            timers.start()
+            reader.start()
+            log.info(
+                "sim_port_plugged", port=self.name, pts=slave_path, iccid=self.sim.identity.iccid
+            )
+
+    def unplug(self) -> None:
+        """Remove the symlink and close the pty, as when the USB cable is pulled; no-op if out."""
+        with self._state_lock:
+            session = self._session
+            if session is None:
+                return
+            with contextlib.suppress(FileNotFoundError):
+                self.link.unlink()
+            os.write(session.wake_w, b"x")
+            session.reader.join()
+            # A send still waiting for the network is lost with the modem: it never answers.
+            session.timers.stop()
+            with self._io_lock:
+                self._session = None
+                for fd in (session.master, session.slave, session.wake_r, session.wake_w):
+                    os.close(fd)
+            log.info("sim_port_unplugged", port=self.name)
+
+    def set_hung(self, on: bool) -> None:
+        """While hung, the port swallows input and emits nothing (a browned-out modem)."""
+        self.hung = on
+
+    def fail_next(self, error: str, count: int) -> None:
+        """Make the next `count` sends on this port answer `error` after the latency."""
+        with self._io_lock:
+            self.faults.fail_next(error, count)
+
+    def _point_link(self, target: str) -> None:
+        # Replace atomically so a client globbing the directory never sees a half-made link.
+        tmp = self.link.with_name(f".{self.name}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, self.link)
+
+    def _run_locked(self, action: Action) -> None:
+        with self._io_lock:
+            if self._session is None:
+                return
+            try:
+                action()
+            except Exception:
+                log.exception("sim_port_action_failed", port=self.name)
+
+    def _read_loop(self) -> None:
+        session = self._session
+        assert session is not None
+        while True:
+            ready, _, _ = select.select([session.master, session.wake_r], [], [])
+            if session.wake_r in ready:
+                return
+            try:
+                data = os.read(session.master, READ_CHUNK)
+            except BlockingIOError:
+                continue
+            except OSError as e:  # EIO cannot happen while we hold the slave; log anything else
+                log.warning("sim_port_read_failed", port=self.name, error=str(e))
+                return
+            if not data or self.hung:
+                continue
+            with self._io_lock:
+                try:
+                    session.modem.feed(data)
+                except Exception:
+                    log.exception("sim_port_feed_failed", port=self.name)
+
+    def _write(self, data: bytes) -> None:
+        """Send modem output to the client; called with _io_lock held."""
+        session = self._session
+        if session is None or self.hung:
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(session.master, view)
+            except BlockingIOError:
+                _, writable, _ = select.select([], [session.master], [], WRITE_STALL_S)
+                if not writable:
+                    log.warning("sim_port_output_dropped", port=self.name, octets=len(view))
+                    return
+                continue
+            except OSError as e:
+                if e.errno != errno.EIO:
+                    log.warning("sim_port_write_failed", port=self.name, error=str(e))
+                return
+            view = view[written:]
+
+    def stats(self) -> dict[str, object]:
+        """Return this port's identity and state for the control socket."""
+        return {
+            "index": self.index,
+            "port": self.name,
+            "path": str(self.link),
+            "make": self.make.key,
+            "imei": self.imei,
+            "iccid": self.sim.identity.iccid,
+            "imsi": self.sim.identity.imsi,
+            "operator": self.sim.identity.operator,
+            "plugged": self.plugged,
+            "hung": self.hung,
+        }

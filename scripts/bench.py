@@ -1,0 +1,159 @@
+"""Benchmarks on real processes (mosquitto, `smsgw simulate`, `smsgw run`); prints figures.
+
+  python scripts/bench.py utilisation --ports 16 --latency 0.5 --messages 2000
+  python scripts/bench.py intake --messages 100000
+
+Figures go into BENCHMARKS.md with the date, the machine and this command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.broker import Broker  # noqa: E402
+from tests.support.gateway import Daemon, SimulatedPool  # noqa: E402
+from tests.support.hq import Hq  # noqa: E402
+from tests.support.wait import wait_until  # noqa: E402
+
+GW = "gw-bench"
+
+
+def _proc_status(pid: int, key: str) -> int:
+    """A kB figure (VmRSS, VmHWM) from /proc/PID/status."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime + stime
+    import os
+
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _setup(work: Path, ports: int, latency: tuple[float, float],
+           extra: str = "") -> tuple[Broker, SimulatedPool, Daemon, Hq]:
+    broker = Broker(work / "broker")
+    broker.start()
+    pool = SimulatedPool(work / "pool" / "dev", ports, latency=latency)
+    daemon = Daemon(work / "gw", broker.port, str(pool.dir / "ttyGSM*"), gw=GW, extra=extra)
+    daemon.start()
+    hq = Hq(broker.port, GW)
+    hq.wait_online()
+    wait_until(lambda: _all_ready(hq, ports), 60, "every port ready")
+    return broker, pool, daemon, hq
+
+
+def _all_ready(hq: Hq, ports: int) -> bool:
+    """Ask for the state (a `state` command) and check every port is ready."""
+    hq.publish("cmd", {"cmd_id": "bench-state", "cmd": "state"})
+    replies = [r for r in hq.on("reply") if r.get("cmd_id") == "bench-state"]
+    if not replies:
+        return False
+    modems = replies[-1]["result"]["modems"]
+    return len(modems) == ports and all(m["state"] == "ready" for m in modems)
+
+
+def utilisation(args: argparse.Namespace) -> dict[str, Any]:
+    """Achieved send rate over the pool's aggregate capacity (ports / mean latency)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        broker, pool, daemon, hq = _setup(Path(tmp), args.ports, (args.latency, 0.0))
+        try:
+            ids = [f"u-{i}" for i in range(args.messages)]
+            batch = {"batch_id": "bench", "messages": [
+                {"id": i, "to": f"+86138{n:08d}", "text": f"Benchmark message {n}"}
+                for n, i in enumerate(ids)]}
+            assert daemon.proc is not None
+            cpu0 = _cpu_seconds(daemon.proc.pid)
+            hq.publish("outbox", batch)
+            hq.wait_ack("bench", timeout=60)
+            wait_until(lambda: len(pool.network()) >= 1, 30, "the first send")
+            hq.wait_final(ids, {"sent", "failed"}, timeout=args.messages * args.latency + 120)
+            cpu1 = _cpu_seconds(daemon.proc.pid)
+            records = pool.network()
+            stamps = sorted(time.mktime(time.strptime(r["at"][:19], "%Y-%m-%dT%H:%M:%S"))
+                            + float("0." + r["at"][20:23]) for r in records)
+            # Makespan from the first submission's start to the last one's end.
+            makespan = stamps[-1] - stamps[0] + args.latency
+            capacity = args.ports / args.latency
+            achieved = len(records) / makespan
+            return {"ports": args.ports, "latency_s": args.latency, "messages": len(records),
+                    "makespan_s": round(makespan, 2), "capacity_per_s": round(capacity, 2),
+                    "achieved_per_s": round(achieved, 2),
+                    "utilisation": round(achieved / capacity, 4),
+                    "cpu_ms_per_message": round((cpu1 - cpu0) * 1000 / len(records), 3),
+                    "daemon_rss_kb": _proc_status(daemon.proc.pid, "VmRSS")}
+        finally:
+            _teardown(broker, pool, daemon, hq)
+
+
+def intake(args: argparse.Namespace) -> dict[str, Any]:
+    """Time from a big batch's publish to its BatchAck, and the daemon's peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        extra = "\n[send]\nmax_parts = 10\n"
+        broker, pool, daemon, hq = _setup(Path(tmp), 1, (60.0, 0.0), extra)
+        try:
+            hq.publish("cmd", {"cmd_id": "p", "cmd": "pause"})
+            wait_until(lambda: any(r.get("cmd_id") == "p" for r in hq.on("reply")), 10, "pause")
+            template = "尊敬的{name}，您的积分{points}分将于{date}到期。回复TD退订"
+            payload = json.dumps({"batch_id": "big", "template": template, "messages": [
+                {"id": f"m{i}", "to": f"+86138{i:08d}",
+                 "vars": {"name": "林瓊", "points": i, "date": "11月30日"}}
+                for i in range(args.messages)]}, ensure_ascii=False).encode()
+            assert daemon.proc is not None
+            rss_before = _proc_status(daemon.proc.pid, "VmRSS")
+            t0 = time.monotonic()
+            hq.client.publish(f"smsgw/{GW}/outbox", payload, qos=1)
+            ack = hq.wait_ack("big", timeout=300)
+            elapsed = time.monotonic() - t0
+            return {"messages": args.messages, "payload_mb": round(len(payload) / 1e6, 1),
+                    "accepted": ack["accepted"], "publish_to_batchack_s": round(elapsed, 2),
+                    "daemon_rss_before_kb": rss_before,
+                    "daemon_peak_rss_kb": _proc_status(daemon.proc.pid, "VmHWM")}
+        finally:
+            _teardown(broker, pool, daemon, hq)
+
+
+def _teardown(broker: Broker, pool: SimulatedPool, daemon: Daemon, hq: Hq) -> None:
+    hq.close()
+    if daemon.alive:
+        daemon.stop(60)
+    pool.stop()
+    broker.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="bench", required=True)
+    u = sub.add_parser("utilisation")
+    u.add_argument("--ports", type=int, default=16)
+    u.add_argument("--latency", type=float, default=0.5)
+    u.add_argument("--messages", type=int, default=2000)
+    u.set_defaults(func=utilisation)
+    i = sub.add_parser("intake")
+    i.add_argument("--messages", type=int, default=100_000)
+    i.set_defaults(func=intake)
+    args = parser.parse_args()
+    result = args.func(args)
+    result.update(bench=args.bench, date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
+                  cpus=__import__("os").cpu_count(), python=platform.python_version())
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
