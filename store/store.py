@@ -140,10 +140,12 @@ class Store:
                 else:
                     known.add(m.hq_id)
                     fresh.append(m)
-            self._insert_messages(fresh, now)
+            # The ack goes first in seq order: HQ hears the verdict on the batch
+            # before the stream of `queued` statuses it implies.
             ack = {"batch_id": batch_id, "accepted": len(fresh), "duplicates": duplicates,
                    "rejected": rejected}
             events.add(events.TOPIC_ACK, ack)
+            self._insert_messages(fresh, now)
         return BatchOutcome(accepted=len(fresh), duplicates=duplicates)
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
@@ -191,7 +193,9 @@ class Store:
             row = cursor.fetchone()
             if row is None:
                 return None
-            claimed = Claimed(*row[:7], delivery_report=bool(row[7]), attempts=row[8])
+            claimed = Claimed(id=row[0], hq_id=row[1], batch_id=row[2], to=row[3], text=row[4],
+                              parts=row[5], encoding=row[6], delivery_report=bool(row[7]),
+                              attempts=row[8])
             events.add(events.TOPIC_STATUS, events.status_body(
                 claimed.hq_id, claimed.batch_id, State.SENDING, now, parts=claimed.parts,
                 encoding=claimed.encoding, port=port, iccid=iccid, attempts=claimed.attempts))
@@ -278,7 +282,7 @@ class Store:
     # --- start-up -----------------------------------------------------------
 
     def settle_in_flight(self, now: float) -> dict[str, int]:
-        """Settle messages a previous run left `sending`: sent if every part was taken, else uncertain."""
+        """Settle messages left `sending`: sent if every part went out, else uncertain."""
         counts = {"sent": 0, "uncertain": 0}
         with self._tx():
             for msg in Message.select().where(Message.state == State.SENDING):
