@@ -7,6 +7,7 @@ only a payload that is not a batch at all raises BadBatch.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -21,6 +22,8 @@ from store.store import NewMessage
 MAX_ID_LENGTH = 128
 PRIORITY_RANGE = range(0, 10)
 NUMBER_CACHE = 4096
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 MASK_KEEP_HEAD = 5
 MASK_KEEP_TAIL = 3
 
@@ -114,6 +117,8 @@ def parse(payload: bytes, limits: Limits, now: float) -> ParsedBatch:
     if not isinstance(batch_id, str) or not batch_id or len(batch_id) > MAX_ID_LENGTH:
         raise BadBatch(f"batch_id must be a string of 1..{MAX_ID_LENGTH} characters",
                        batch_id if isinstance(batch_id, str) else None)
+    if _SURROGATE.search(batch_id):
+        raise BadBatch("batch_id has a lone UTF-16 surrogate")
     items = doc.get("messages")
     if not isinstance(items, list):
         raise BadBatch("messages must be a list", batch_id)
@@ -157,6 +162,7 @@ def _message(item: Any, batch_id: str, d: _Defaults, limits: Limits, now: float)
     hq_id = item.get("id")
     if not isinstance(hq_id, str) or not hq_id or len(hq_id) > MAX_ID_LENGTH:
         raise Rejected("bad_message", f"id must be a string of 1..{MAX_ID_LENGTH} characters")
+    _no_lone_surrogate(hq_id, "id")
     to = item.get("to")
     if not isinstance(to, str):
         raise Rejected("bad_message", "to must be a string")
@@ -193,7 +199,16 @@ def _text(item: dict[str, Any], batch_template: str | None) -> str:
         text = _fill(template, item.get("vars", {}))
     if not text.strip():
         raise Rejected("empty_text", "the text is empty")
+    _no_lone_surrogate(text, "text")
     return text
+
+
+def _no_lone_surrogate(value: str, what: str) -> None:
+    """JSON may escape half a UTF-16 pair ("\ud83d"); no SMS and no SQLite row can carry it."""
+    bad = _SURROGATE.search(value)
+    if bad:
+        raise Rejected("bad_message", f"{what} has a lone UTF-16 surrogate at offset "
+                       f"{bad.start()}")
 
 
 def _fill(template: str, raw_vars: Any) -> str:
@@ -233,9 +248,10 @@ def _priority(doc: dict[str, Any], default: int, code: str) -> int:
     if "priority" not in doc:
         return default
     value = doc["priority"]
-    if not isinstance(value, JsonNumber) or not value.text.isdigit() or int(value.text) not in PRIORITY_RANGE:
+    digits = value.text if isinstance(value, JsonNumber) else ""
+    if not digits.isdigit() or int(digits) not in PRIORITY_RANGE:
         raise Rejected(code, f"priority must be an integer 0..9 (got {value!r})")
-    return int(value.text)
+    return int(digits)
 
 
 def _flag(doc: dict[str, Any], key: str, default: bool, code: str) -> bool:
@@ -257,13 +273,33 @@ def normalise_number(raw: str, region: str) -> str:
 
 @lru_cache(maxsize=NUMBER_CACHE)
 def _parse_number(raw: str, region: str) -> str | None:
-    try:
-        parsed = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException:
-        return None
+    parsed = _parse_e164(raw)
+    if parsed is None:
+        try:
+            parsed = phonenumbers.parse(raw, region)
+        except phonenumbers.NumberParseException:
+            return None
     if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _parse_e164(raw: str) -> phonenumbers.PhoneNumber | None:
+    """Fast path for "+<cc><national>" (most of HQ's numbers): skips parse()'s normalising.
+
+    parse() costs ~19 us a number, a third of a 100,000-message batch's budget;
+    the result is the same PhoneNumber for this form. Anything else -> None.
+    """
+    if not _E164.fullmatch(raw):
+        return None
+    for cc_len in (1, 2, 3):
+        cc = int(raw[1 : 1 + cc_len])
+        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            national = raw[1 + cc_len :]
+            if national.startswith("0"):
+                return None  # leading zeros (Italy...) need parse()'s bookkeeping
+            return phonenumbers.PhoneNumber(country_code=cc, national_number=int(national))
+    return None
 
 
 def mask(number: str) -> str:

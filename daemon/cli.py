@@ -101,7 +101,7 @@ def _status(args: argparse.Namespace) -> int:
     settings = _load(args.config)
     if settings is None:
         return config.EX_CONFIG
-    from daemon.control import StatusUnavailable, request_status, render_status
+    from daemon.control import StatusUnavailable, render_status, request_status
 
     try:
         status = request_status(settings.control_socket)

@@ -145,13 +145,13 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
         key = prefix + name
         if name not in raw:
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                if dataclasses.is_dataclass(hints[name]):
+                if isinstance(hints[name], type) and dataclasses.is_dataclass(hints[name]):
                     values[name] = _build(hints[name], {}, key + ".")
                     continue
                 raise ConfigError(key, "is required")
             continue
         hint = hints[name]
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             values[name] = _build(hint, raw[name], key + ".")
             continue
         value = _coerce(hint, raw[name], key)

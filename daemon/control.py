@@ -6,6 +6,7 @@ when a technician needs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -50,10 +51,8 @@ class ControlServer:
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self._path.unlink()
-        except FileNotFoundError:
-            pass
 
     def _serve(self) -> None:
         while self._sock is not None:
@@ -68,14 +67,13 @@ class ControlServer:
                 except Exception as e:
                     self._log.exception("control_request_failed")
                     reply = {"ok": False, "error": repr(e)}
-                try:
+                with contextlib.suppress(OSError):
                     conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
-                except OSError:
-                    pass
 
     def _answer(self, raw: bytes) -> dict[str, Any]:
         request = json.loads(raw.decode("utf-8"))
-        handler = self._handlers.get(request.get("cmd")) if isinstance(request, dict) else None
+        cmd = request.get("cmd") if isinstance(request, dict) else None
+        handler = self._handlers.get(cmd) if isinstance(cmd, str) else None
         if handler is None:
             return {"ok": False, "error": f"unknown request; known: {sorted(self._handlers)}"}
         return {"ok": True, "result": handler(request)}

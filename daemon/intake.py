@@ -15,7 +15,7 @@ from daemon import logs
 from daemon.batch import BadBatch, Limits, parse
 from daemon.mqtt import Incoming
 from store import events
-from store.store import Store
+from store.store import Store, StoreUnavailable
 
 GATE_POLL_S = 1.0
 STORE_RETRY_S = 5.0
@@ -37,6 +37,7 @@ class Intake:
         self._stopping = threading.Event()
         self._log = logs.get("intake")
         self.gate_closed = False
+        self.store_error: str | None = None
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="intake", daemon=True)
 
@@ -82,13 +83,24 @@ class Intake:
         while not self._stopping.is_set():
             try:
                 self._commit(item)
-            except Exception as e:  # disk full, I/O error: keep the batch at the broker
+            except StoreUnavailable as e:  # disk full, I/O error: keep it at the broker
+                self.store_error = str(e)
                 self._log.error("batch_not_stored", error=str(e))
                 self._stopping.wait(STORE_RETRY_S)
                 continue
+            except Exception as e:  # a bug must not wedge the intake: answer, then go on
+                self._log.exception("batch_failed")
+                self._answer_bad(BadBatch(f"the gateway could not store it: {e!r}"))
+            if self.store_error:
+                self._log.info("store_writable_again")
+                self.store_error = None
             self._ack(item)
             self._on_committed()
             return
+
+    def _answer_bad(self, bad: BadBatch) -> None:
+        self._store.add_event(events.TOPIC_ACK, {
+            "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
 
     def _commit(self, item: Incoming) -> None:
         now = self._clock()
@@ -98,8 +110,7 @@ class Intake:
             bad = e if isinstance(e, BadBatch) else BadBatch(f"unreadable batch: {e!r}")
             if not isinstance(e, BadBatch):
                 self._log.exception("batch_parser_failed")
-            self._store.add_event(events.TOPIC_ACK, {
-                "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
+            self._answer_bad(bad)
             self._log.warning("bad_batch", batch_id=bad.batch_id, reason=bad.reason,
                               bytes=len(item.payload))
             return

@@ -8,6 +8,7 @@ so a bug in this encoder cannot hide in both.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -23,6 +24,8 @@ GSM7_EXTENSION = {
 }
 ESC = 0x1B
 _BASIC_INDEX = {ch: i for i, ch in enumerate(GSM7_BASIC) if i != ESC}
+_GSM7_ONLY = re.compile("[" + re.escape("".join(_BASIC_INDEX) + "".join(GSM7_EXTENSION)) + "]*")
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
 SINGLE_SEPTETS = 160
 PART_SEPTETS = 153  # 160 minus the 7 septets a 6-octet concatenation header takes
@@ -83,19 +86,22 @@ def gsm7_septets(ch: str) -> int | None:
 
 def plan_text(text: str) -> TextPlan:
     """Choose the alphabet and split `text` into parts, never inside a character."""
-    costs = [gsm7_septets(ch) for ch in text]
-    if all(c is not None for c in costs):
-        units = [c for c in costs if c is not None]
-        return TextPlan(Encoding.GSM7, _split(text, units, SINGLE_SEPTETS, PART_SEPTETS))
+    # Regexes and str.count run in C: a short text is planned without a Python loop.
+    if _GSM7_ONLY.fullmatch(text):
+        septets = len(text) + sum(text.count(ch) for ch in GSM7_EXTENSION)
+        if septets <= SINGLE_SEPTETS:
+            return TextPlan(Encoding.GSM7, (text,))
+        units = [2 if ch in GSM7_EXTENSION else 1 for ch in text]
+        return TextPlan(Encoding.GSM7, _split(text, units, PART_SEPTETS))
     # UTF-16 code units: a character outside the BMP (emoji) is a surrogate pair
     # that must stay in one part.
+    if len(text) + len(_ASTRAL.findall(text)) <= SINGLE_UCS2_UNITS:
+        return TextPlan(Encoding.UCS2, (text,))
     units = [2 if ord(ch) > 0xFFFF else 1 for ch in text]
-    return TextPlan(Encoding.UCS2, _split(text, units, SINGLE_UCS2_UNITS, PART_UCS2_UNITS))
+    return TextPlan(Encoding.UCS2, _split(text, units, PART_UCS2_UNITS))
 
 
-def _split(text: str, units: list[int], single: int, per_part: int) -> tuple[str, ...]:
-    if sum(units) <= single:
-        return (text,)
+def _split(text: str, units: list[int], per_part: int) -> tuple[str, ...]:
     parts: list[str] = []
     start, used = 0, 0
     for i, cost in enumerate(units):

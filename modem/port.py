@@ -7,6 +7,7 @@ queued here; the owner drains them with `take_unsolicited()`.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import re
 from collections.abc import Callable, Iterator
@@ -74,7 +75,7 @@ class SendError(ModemError):
         self.maybe_sent = maybe_sent  # True: the failing PDU was written and not refused
 
 
-class _QueueingGsmModem(GsmModem):  # type: ignore[misc]
+class _QueueingGsmModem(GsmModem):
     """GsmModem whose unsolicited lines are queued instead of handled on a new thread.
 
     The library's own handler issues AT commands from its notification thread,
@@ -175,7 +176,7 @@ class ModemPort:
         )
 
     def send(self, pdus: list[SubmitPdu], on_part: Callable[[int, int], None]) -> list[int]:
-        """Submit every PDU in order; `on_part(index, mr)` runs as each is taken. Returns the MRs."""
+        """Submit the PDUs in order; `on_part(index, mr)` runs as each is taken. Returns MRs."""
         done: list[int] = []
         for index, pdu in enumerate(pdus):
             mr = self._submit(pdu, done)
@@ -220,10 +221,8 @@ class ModemPort:
         gsm = self._gsm
         if gsm is None:
             return
-        try:
+        with contextlib.suppress(serial.SerialException, OSError):
             gsm.write(ESC, waitForResponse=False, writeTerm="")
-        except (serial.SerialException, OSError):
-            pass
 
     def _iccid(self) -> str:
         for command in ICCID_COMMANDS:

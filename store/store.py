@@ -6,6 +6,7 @@ so SQLite never has to busy-wait between our own threads.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peewee import SqliteDatabase
+from peewee import OperationalError, SqliteDatabase
 
 from store import events
 from store.models import (
@@ -39,6 +40,10 @@ PRAGMAS = {
 }
 ID_CHUNK = 500  # bound parameters per IN (...) lookup; SQLite allows 32766
 ERROR_UNCERTAIN = "uncertain_after_restart"
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot take writes now (disk full, I/O error, locked): try again later."""
 
 
 class IllegalTransition(RuntimeError):
@@ -120,8 +125,11 @@ class Store:
 
     @contextmanager
     def _tx(self) -> Iterator[None]:
-        with self._lock, self._db.atomic("IMMEDIATE"):
-            yield
+        try:
+            with self._lock, self._db.atomic("IMMEDIATE"):
+                yield
+        except (OperationalError, sqlite3.OperationalError) as e:
+            raise StoreUnavailable(str(e)) from e
 
     # --- intake -------------------------------------------------------------
 

@@ -125,9 +125,14 @@ def decode_submit(pdu_hex: str, declared_length: int) -> SubmitPart:
     number = decoded.get("number")
     if not number:
         raise InvalidPdu("no destination address")
+    text = decoded.get("text", "")
+    if encoding == "gsm7":
+        # The library's table has "`" at 0x5F where GSM 03.38 has "§"; "`" itself
+        # cannot be sent in GSM-7, so every one of them is a "§".
+        text = text.replace("`", "§")
     return SubmitPart(
         to=number,
-        text=decoded.get("text", ""),
+        text=text,
         encoding=encoding,
         status_report_requested=bool(tpdu[0] & TP_SRR),
         concat=concat,

@@ -1,4 +1,4 @@
-"""A stand-in for HQ: a real paho client that publishes batches and records what the gateway says."""
+"""A stand-in for HQ: a real paho client that publishes batches and records every reply."""
 
 from __future__ import annotations
 
