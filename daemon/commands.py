@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from daemon import logs
-from daemon.batch import BadBatch, decode
+from daemon.batch import BadBatch, Rejected, decode, normalise_number
 
 if TYPE_CHECKING:
     from daemon.gateway import Gateway
@@ -89,6 +89,26 @@ def _resume(gw: Gateway, _doc: dict[str, Any]) -> Any:
     return {"paused": False}
 
 
+def _numbers(gw: Gateway, doc: dict[str, Any]) -> list[str]:
+    numbers = []
+    for raw in _strings(doc, "numbers"):
+        try:
+            numbers.append(normalise_number(raw, gw.settings.gateway.default_region))
+        except Rejected as e:
+            raise CommandFailed("invalid_number", e.reason) from e
+    return numbers
+
+
+def _stoplist_add(gw: Gateway, doc: dict[str, Any]) -> Any:
+    outcome = gw.store.stoplist_add(_numbers(gw, doc), gw.clock())
+    gw.publisher.wake()
+    return outcome
+
+
+def _stoplist_remove(gw: Gateway, doc: dict[str, Any]) -> Any:
+    return {"removed": gw.store.stoplist_remove(_numbers(gw, doc))}
+
+
 def _state(gw: Gateway, _doc: dict[str, Any]) -> Any:
     return gw.state_body(online=True)
 
@@ -99,4 +119,6 @@ HANDLERS: dict[str, Callable[[Gateway, dict[str, Any]], Any]] = {
     "pause": _pause,
     "resume": _resume,
     "state": _state,
+    "stoplist_add": _stoplist_add,
+    "stoplist_remove": _stoplist_remove,
 }

@@ -100,12 +100,28 @@ class SendSettings:
 
 
 @dataclass(frozen=True)
+class ReceiveSettings:
+    scan_s: float = field(default=30.0, metadata=_check(lambda v: 1 <= v <= 3600,
+                                                        "must be 1..3600 seconds"))
+    reassembly_timeout_s: float = field(default=300.0, metadata=_check(
+        lambda v: 1 <= v <= 86400, "must be 1..86400 seconds"))
+    optout_keywords: tuple[str, ...] = field(
+        default=("STOP", "UNSUBSCRIBE", "СТОП", "ОТПИСАТЬСЯ", "TD", "退订"),
+        metadata=_check(lambda v: all(isinstance(k, str) and k.strip() for k in v),
+                        "must be a list of non-empty strings"))
+    optout_confirmation: str = ""
+    inactive_after: int = field(default=3, metadata=_check(lambda v: 1 <= v <= 100,
+                                                           "must be 1..100"))
+
+
+@dataclass(frozen=True)
 class Settings:
     gateway: GatewaySettings
     mqtt: MqttSettings = MqttSettings()
     modems: ModemSettings = ModemSettings()
     queue: QueueSettings = QueueSettings()
     send: SendSettings = SendSettings()
+    receive: ReceiveSettings = ReceiveSettings()
 
     @property
     def data_dir(self) -> Path:

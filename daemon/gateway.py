@@ -26,14 +26,17 @@ from daemon.control import ControlServer
 from daemon.dispatcher import Dispatcher
 from daemon.intake import Intake
 from daemon.mqtt import Incoming, MqttLink
+from daemon.optout import OptOutMatcher
 from daemon.ports import PortWorker
 from daemon.publisher import Publisher
+from daemon.receiver import ReceivePolicy
 from store import events
 from store.store import Store
 
 STATE_INTERVAL_S = 30.0
 LOOP_TICK_S = 0.2
 SHUTDOWN_FLUSH_S = 3.0
+PARTIALS_CHECK_S = 1.0
 
 
 class Gateway:
@@ -60,6 +63,12 @@ class Gateway:
             on_puback=self.publisher.on_puback, on_online=self._on_online)
         limits = Limits(settings.gateway.default_region, settings.send.max_parts,
                         settings.send.default_priority)
+        r = settings.receive
+        self._receive_policy = ReceivePolicy(
+            default_region=settings.gateway.default_region, scan_s=r.scan_s,
+            matcher=OptOutMatcher(r.optout_keywords), confirmation_text=r.optout_confirmation,
+            inactive_after=r.inactive_after)
+        self._partials_at = 0.0
         self.control = ControlServer(settings.control_socket, {
             "status": lambda _req: self.state_body(online=self.mqtt.connected)})
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
@@ -102,6 +111,8 @@ class Gateway:
         now = time.monotonic()
         if now >= self._rescan_at:
             self._rescan()
+        if now >= self._partials_at:
+            self._flush_partials()
         # The loop tick debounces bursts of port changes into one state message.
         if self._state_dirty.is_set() or now >= self._state_due:
             self.publish_state()
@@ -142,10 +153,19 @@ class Gateway:
                 if path in self.workers:
                     continue
                 worker = PortWorker(path, m.baudrate, m.cmgs_timeout_s, m.reopen_backoff_s,
-                                    self.store, self.clock, self._port_changed)
+                                    self.store, self.clock, self._port_changed,
+                                    self._receive_policy, self.publisher.wake)
                 self.workers[path] = worker
                 worker.start()
                 self.log.info("port_added", port=worker.name, path=path)
+
+    def _flush_partials(self) -> None:
+        """Publish multipart replies whose missing parts did not come in time."""
+        self._partials_at = time.monotonic() + PARTIALS_CHECK_S
+        timeout = self.settings.receive.reassembly_timeout_s
+        now = self.clock()
+        if self.store.flush_partials(now - timeout, now):
+            self.publisher.wake()
 
     def _port_changed(self, significant: bool) -> None:
         self.dispatcher.wake()

@@ -16,6 +16,7 @@ from enum import StrEnum
 
 from daemon import logs
 from daemon.batch import mask
+from daemon.receiver import ReceivePolicy, Receiver
 from modem.errors import CmsError, ModemError, ModemGone
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
 from modem.port import ModemInfo, ModemPort, RadioStatus, SendError
@@ -61,10 +62,12 @@ class PortWorker:
 
     def __init__(self, path: str, baudrate: int, cmgs_timeout_s: float, reopen_backoff_s: float,
                  store: Store, clock: Callable[[], float],
-                 on_change: Callable[[bool], None]) -> None:
+                 on_change: Callable[[bool], None], receive: ReceivePolicy,
+                 on_stored: Callable[[], None]) -> None:
         self.path = path
         self.name = os.path.basename(path)
-        self._modem = ModemPort(path, baudrate, cmgs_timeout_s)
+        self._wake = threading.Event()
+        self._modem = ModemPort(path, baudrate, cmgs_timeout_s, on_unsolicited=self._wake.set)
         self._backoff_s = reopen_backoff_s
         self._store = store
         self._clock = clock
@@ -73,7 +76,8 @@ class PortWorker:
         self._on_change = on_change
         self._log = logs.get("port").bind(port=self.name)
         self._lock = threading.Lock()
-        self._wake = threading.Event()
+        self._receiver = Receiver(self._modem, self.name, store, clock, receive, self._log,
+                                  on_stored)
         self._job: Claimed | None = None
         self._stopping = threading.Event()
         self._state = PortState.ABSENT
@@ -149,7 +153,7 @@ class PortWorker:
                 self._send(job)
             elif time.monotonic() - self._radio_at > RADIO_POLL_S:
                 self._poll_radio()
-            self._modem.take_unsolicited()  # inbound handling arrives with the receive path
+            self._receive()
         self._modem.close()
         self._set_state(PortState.ABSENT, "stopped")
 
@@ -171,11 +175,22 @@ class PortWorker:
             self._stopping.wait(self._backoff_s)
             return
         self._info = info
+        self._receiver.reset(info.iccid)
         self._store.note_sim(info.iccid, info.imsi, self.name, info.imei)
         self._poll_radio()
         self._log.info("modem_identified", imei=info.imei, iccid=info.iccid,
                        model=info.model, operator=self._radio.operator)
         self._set_state(PortState.READY)
+
+    def _receive(self) -> None:
+        try:
+            self._receiver.handle_unsolicited()
+            self._receiver.scan_if_due()
+        except ModemError as e:
+            self._last_error = str(e)
+            self._log.warning("receive_failed", error=str(e))
+            if isinstance(e, ModemGone):
+                self._modem.close()
 
     def _poll_radio(self) -> None:
         self._radio_at = time.monotonic()

@@ -8,6 +8,7 @@ queued here; the owner drains them with `take_unsolicited()`.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import re
 from collections.abc import Callable, Iterator
@@ -27,6 +28,7 @@ from modem.errors import (
     ModemTimeout,
     SimNotReady,
 )
+from modem.inbound import StoredPdu, split_unsolicited
 from modem.pdu import SubmitPdu
 
 PROMPT_TIMEOUT_S = 5.0  # AT+CMGS=<n> answers "> " at once on every modem we know
@@ -42,6 +44,10 @@ _CSQ_RE = re.compile(r"\+CSQ:\s*(\d+),")
 _CREG_RE = re.compile(r"\+CREG:\s*\d,(\d)")
 _COPS_RE = re.compile(r'\+COPS:\s*\d,\d,"([^"]*)"')
 _CMGS_RE = re.compile(r"\+CMGS:\s*(\d+)")
+_CMGL_RE = re.compile(r"\+CMGL:\s*(\d+),")
+_HEX_RE = re.compile(r"^[0-9A-Fa-f]{2,}$")
+STORAGE_TIMEOUT_S = 30.0  # listing a full SIM over a slow link takes a while
+CMS_EMPTY_SLOT = frozenset({321, 500})  # "invalid memory index"; some modems say 500
 
 
 @dataclass(frozen=True)
@@ -82,13 +88,16 @@ class _QueueingGsmModem(GsmModem):
     racing the owner thread; queueing keeps every command on one thread.
     """
 
-    def __init__(self, port: str, baudrate: int, sink: queue.SimpleQueue[list[str]]) -> None:
+    def __init__(self, port: str, baudrate: int, sink: queue.SimpleQueue[list[str]],
+                 wake: Callable[[], None]) -> None:
         super().__init__(port, baudrate, smsReceivedCallbackFunc=_ignore,
                          smsStatusReportCallback=_ignore, requestDelivery=True)
         self._sink = sink
+        self._wake = wake
 
     def _handleModemNotification(self, lines: list[str]) -> None:
         self._sink.put(list(lines))
+        self._wake()
 
 
 def _ignore(*_args: object) -> None:
@@ -118,8 +127,10 @@ def _translated(command: str) -> Iterator[None]:
 class ModemPort:
     """Open, identify, send on and close one modem. Owner thread only."""
 
-    def __init__(self, path: str, baudrate: int, cmgs_timeout_s: float) -> None:
+    def __init__(self, path: str, baudrate: int, cmgs_timeout_s: float,
+                 on_unsolicited: Callable[[], None] = lambda: None) -> None:
         self.path = path
+        self._on_unsolicited = on_unsolicited  # runs on the library's reader thread
         self._baudrate = baudrate
         self._cmgs_timeout_s = cmgs_timeout_s
         self._unsolicited: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
@@ -127,7 +138,8 @@ class ModemPort:
 
     def open(self) -> ModemInfo:
         """Open the port, run the library's init sequence and read the identities."""
-        self._gsm = _QueueingGsmModem(self.path, self._baudrate, self._unsolicited)
+        self._gsm = _QueueingGsmModem(self.path, self._baudrate, self._unsolicited,
+                                      self._on_unsolicited)
         try:
             with _translated("connect"):
                 self._gsm.connect()
@@ -198,13 +210,15 @@ class ModemPort:
         command = f"AT+CMGS={pdu.tpdu_length}"
         try:
             with _translated(command):
-                gsm.write(command, timeout=PROMPT_TIMEOUT_S, expectedResponseTermSeq="> ")
+                self._keep_unsolicited(gsm.write(command, timeout=PROMPT_TIMEOUT_S,
+                                                 expectedResponseTermSeq="> "))
         except ModemError as e:
             self._abort_prompt()
             raise SendError(e, done, maybe_sent=False) from e
         try:
             with _translated("PDU"):
-                lines = gsm.write(pdu.hex, timeout=self._cmgs_timeout_s, writeTerm=CTRL_Z)
+                lines = self._keep_unsolicited(
+                    gsm.write(pdu.hex, timeout=self._cmgs_timeout_s, writeTerm=CTRL_Z))
         except (CmsError, CmeError, CommandRejected) as e:
             raise SendError(e, done, maybe_sent=False) from e
         except ModemError as e:
@@ -215,6 +229,13 @@ class ModemPort:
         if not match:
             raise SendError(CommandRejected(f"no +CMGS in {lines!r}"), done, maybe_sent=True)
         return int(match.group(1))
+
+    def _keep_unsolicited(self, lines: list[str]) -> list[str]:
+        """A command's own answer; notifications filed under it go to the unsolicited queue."""
+        answer, unsolicited = split_unsolicited(list(lines))
+        if unsolicited:
+            self._unsolicited.put(unsolicited)
+        return answer
 
     def _abort_prompt(self) -> None:
         """Send ESC so a modem left at its "> " prompt goes back to command mode."""
@@ -246,10 +267,46 @@ class ModemPort:
         first = lines[0]
         return first.split(":", 1)[1].strip() if first.startswith("+") else first.strip()
 
-    def _command(self, command: str) -> list[str]:
+    def _command(self, command: str, timeout: float = COMMAND_TIMEOUT_S) -> list[str]:
         gsm = self._require()
         with _translated(command):
-            return list(gsm.write(command, timeout=COMMAND_TIMEOUT_S))
+            return self._keep_unsolicited(gsm.write(command, timeout=timeout))
+
+    # --- storage ------------------------------------------------------------
+
+    def memories(self) -> list[str]:
+        """Storages messages can be read from (first group of AT+CPMS=?), e.g. ["SM", "ME"]."""
+        line = " ".join(self._command("AT+CPMS=?"))
+        first = re.search(r"\(([^)]*)\)", line)
+        return re.findall(r'"(\w+)"', first.group(1)) if first else []
+
+    def list_stored(self, memory: str) -> list[StoredPdu]:
+        """Every PDU in `memory`, read or not; nothing is deleted."""
+        self._command(f'AT+CPMS="{memory}"')
+        lines = self._command("AT+CMGL=4", timeout=STORAGE_TIMEOUT_S)
+        found: list[StoredPdu] = []
+        for header, pdu in itertools.pairwise(lines):
+            match = _CMGL_RE.match(header.strip())
+            if match and _HEX_RE.match(pdu.strip()):
+                found.append(StoredPdu(memory, int(match.group(1)), pdu.strip()))
+        return found
+
+    def read_stored(self, memory: str, index: int) -> StoredPdu | None:
+        """The PDU at (memory, index), or None when the slot is empty."""
+        self._command(f'AT+CPMS="{memory}"')
+        try:
+            lines = self._command(f"AT+CMGR={index}")
+        except CmsError as e:
+            if e.code in CMS_EMPTY_SLOT:
+                return None
+            raise
+        pdus = [ln.strip() for ln in lines if _HEX_RE.match(ln.strip())]
+        return StoredPdu(memory, index, pdus[0]) if pdus else None
+
+    def delete_stored(self, memory: str, index: int) -> None:
+        """Free the slot; call only after what it held is committed to disk."""
+        self._command(f'AT+CPMS="{memory}"')
+        self._command(f"AT+CMGD={index}")
 
     def _require(self) -> _QueueingGsmModem:
         if self._gsm is None or not self.is_alive:

@@ -94,6 +94,67 @@ class Part(_Base):
         indexes = ((("message_id", "number"), True), (("iccid", "mr"), False))
 
 
+class PartReport(_Base):
+    """The latest status report for a sent part (TP-ST), keyed like Part."""
+
+    part_id = IntegerField(primary_key=True)
+    status = IntegerField()
+    final = BooleanField()
+    at = FloatField()
+
+
+class InboundPart(_Base):
+    """One received PDU (a whole SMS or one part), committed before it leaves the modem."""
+
+    id = AutoField()
+    iccid = TextField()
+    port = TextField()
+    sender = TextField()
+    reference = IntegerField(null=True)  # None: a single-part message
+    total = IntegerField()
+    number = IntegerField()
+    text = TextField()
+    encoding = TextField()
+    fingerprint = TextField()  # same stored PDU -> same fingerprint: reading it twice is harmless
+    received_at = FloatField()
+    inbound_id = TextField(null=True)  # set once assembled into an Inbound
+
+    class Meta:
+        indexes = ((("iccid", "fingerprint"), True),
+                   (("iccid", "sender", "reference", "total"), False))
+
+
+class Inbound(_Base):
+    """A reassembled inbound SMS as HQ hears it; `id` is stable across re-publishing."""
+
+    id = TextField(primary_key=True)
+    iccid = TextField()
+    port = TextField()
+    sender = TextField()
+    text = TextField()
+    parts = IntegerField()
+    complete = BooleanField()
+    received_at = FloatField()
+    in_reply_to = TextField(null=True)  # hq_id of the last message sent to `sender`
+
+
+class StopEntry(_Base):
+    """A number that opted out (or that HQ stop-listed): nothing more goes to it."""
+
+    number = TextField(primary_key=True)
+    added_at = FloatField()
+    source = TextField()  # "sms" (keyword reply) or "hq"
+    keyword = TextField(null=True)
+
+
+class NumberHealth(_Base):
+    """Consecutive permanent delivery failures per number (number_inactive)."""
+
+    number = TextField(primary_key=True)
+    failures = IntegerField(default=0)
+    reported = BooleanField(default=False)
+
+
 class Event(_Base):
     """Something HQ must hear, waiting to be published (the transactional outbox)."""
 
@@ -115,7 +176,7 @@ class Sim(_Base):
     sent_total = IntegerField(default=0)
 
 
-TABLES = (Message, Part, Event, Sim)
+TABLES = (Message, Part, PartReport, InboundPart, Inbound, StopEntry, NumberHealth, Event, Sim)
 
 # Partial indexes keep the dispatcher's pick O(log n) however large the queue grows.
 EXTRA_DDL = (
@@ -125,4 +186,7 @@ EXTRA_DDL = (
     "CREATE INDEX IF NOT EXISTS message_expiry ON message(expires_at) "
     "WHERE state IN ('queued', 'scheduled') AND expires_at IS NOT NULL",
     "CREATE INDEX IF NOT EXISTS message_sending ON message(id) WHERE state = 'sending'",
+    'CREATE INDEX IF NOT EXISTS message_to ON message("to", updated_at)',
+    "CREATE INDEX IF NOT EXISTS inbound_part_open ON inbound_part(received_at) "
+    "WHERE inbound_id IS NULL",
 )

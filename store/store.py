@@ -17,6 +17,7 @@ from typing import Any
 from peewee import OperationalError, SqliteDatabase
 
 from store import events
+from store.inbox import OPT_OUT_CODE, Confirmation, InboxMixin
 from store.models import (
     EXTRA_DDL,
     TABLES,
@@ -100,7 +101,7 @@ class PendingEvent:
     retain: bool
 
 
-class Store:
+class Store(InboxMixin):
     """The gateway's SQLite file; every method is one transaction."""
 
     def __init__(self, data_dir: str | Path) -> None:
@@ -140,11 +141,16 @@ class Store:
         """Queue the new messages, count duplicates and queue the BatchAck, all in one commit."""
         with self._tx():
             known = self._existing_ids([m.hq_id for m in messages])
+            stopped = self.stoplisted(sorted({m.to for m in messages}))
+            rejected = list(rejected)
             fresh: list[NewMessage] = []
             duplicates = 0
             for m in messages:
                 if m.hq_id in known:
                     duplicates += 1
+                elif m.to in stopped:
+                    rejected.append({"id": m.hq_id, "code": OPT_OUT_CODE,
+                                     "reason": "the number opted out of messages"})
                 else:
                     known.add(m.hq_id)
                     fresh.append(m)
@@ -184,6 +190,13 @@ class Store:
             " not_before, expires_at, delivery_report, urgent, state, attempts, created_at,"
             " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         cursor.executemany("INSERT INTO event (topic, body, retain) VALUES (?,?,?)", bodies)
+
+    def _insert_confirmation(self, hq_id: str, to: str, c: Confirmation, now: float) -> None:
+        """Queue the one answer to an opt-out; it bypasses the stop-list on purpose."""
+        self._insert_messages([NewMessage(
+            hq_id=hq_id, batch_id="opt-out-confirmations", to=to, text=c.text,
+            encoding=c.encoding, parts=c.parts, priority=9, not_before=None, expires_at=None,
+            delivery_report=False, urgent=True)], now)
 
     # --- dispatch -----------------------------------------------------------
 
