@@ -82,6 +82,10 @@ class ModemSettings:
         lambda v: 1 <= v <= 600, "must be 1..600 seconds (networks take up to 120 s)"))
     reopen_backoff_s: float = field(default=2.0, metadata=_check(lambda v: 0.1 <= v <= 600,
                                                                  "must be 0.1..600"))
+    max_backoff_s: float = field(default=60.0, metadata=_check(lambda v: 0.1 <= v <= 3600,
+                                                               "must be 0.1..3600"))
+    quarantine_s: float = field(default=300.0, metadata=_check(lambda v: 1 <= v <= 86400,
+                                                               "must be 1..86400"))
 
 
 @dataclass(frozen=True)

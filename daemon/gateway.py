@@ -24,10 +24,11 @@ from daemon.commands import handle_command
 from daemon.config import Settings
 from daemon.control import ControlServer
 from daemon.dispatcher import Dispatcher
+from daemon.failures import Ladder
 from daemon.intake import Intake
 from daemon.mqtt import Incoming, MqttLink
 from daemon.optout import OptOutMatcher
-from daemon.ports import PortWorker
+from daemon.ports import PortConfig, PortWorker
 from daemon.publisher import Publisher
 from daemon.receiver import ReceivePolicy
 from store import events
@@ -69,6 +70,10 @@ class Gateway:
             matcher=OptOutMatcher(r.optout_keywords), confirmation_text=r.optout_confirmation,
             inactive_after=r.inactive_after)
         self._partials_at = 0.0
+        m = settings.modems
+        self._port_config = PortConfig(m.baudrate, m.cmgs_timeout_s, Ladder(
+            base_backoff_s=m.reopen_backoff_s, max_backoff_s=m.max_backoff_s,
+            quarantine_s=m.quarantine_s))
         self.control = ControlServer(settings.control_socket, {
             "status": lambda _req: self.state_body(online=self.mqtt.connected)})
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
@@ -152,9 +157,9 @@ class Gateway:
                                                         else [pattern]):
                 if path in self.workers:
                     continue
-                worker = PortWorker(path, m.baudrate, m.cmgs_timeout_s, m.reopen_backoff_s,
-                                    self.store, self.clock, self._port_changed,
-                                    self._receive_policy, self.publisher.wake)
+                worker = PortWorker(path, self._port_config, self.store, self.clock,
+                                    self._port_changed, self._receive_policy,
+                                    self.publisher.wake)
                 self.workers[path] = worker
                 worker.start()
                 self.log.info("port_added", port=worker.name, path=path)

@@ -1,7 +1,9 @@
 """One worker thread per serial port: it alone owns the modem and walks its state machine.
 
 The dispatcher hands it one claimed message at a time (`assign`); the worker
-sends it, records every part the network took, and settles the message.
+sends it, records every part the network took, and settles the message. Between
+sends it receives (daemon/receiver.py), watches the radio, and climbs the
+recovery ladder (daemon/failures.py) when the modem misbehaves.
 """
 
 from __future__ import annotations
@@ -13,22 +15,24 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from daemon import logs
 from daemon.batch import mask
+from daemon.failures import Ladder, Step, Verdict, judge_send_failure, port_is_suspect
 from daemon.receiver import ReceivePolicy, Receiver
-from modem.errors import CmsError, ModemError, ModemGone
+from modem.errors import ModemError, SimNotReady
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
 from modem.port import ModemInfo, ModemPort, RadioStatus, SendError
+from store import events
 from store.models import State
-from store.store import Claimed, Store
+from store.store import Claimed, Store, StoreUnavailable
 
 RADIO_POLL_S = 30.0  # CSQ/CREG while idle: often enough for a dashboard, rare on the wire
+BENCHED_POLL_S = 5.0  # a port without network looks again this often
 IDLE_WAIT_S = 1.0
-# CMS codes worth another try (27.005 §3.2.5 and vendors): network congestion and
-# temporary failures. Anything else is final for this message.
-TRANSIENT_CMS = frozenset({38, 41, 42, 47, 98, 111, 331, 332, 500, 512, 513, 514, 515})
-MAX_TRANSIENT_ATTEMPTS = 3
+STORE_RETRY_S = 2.0
+UP_STATES = frozenset({"ready", "sending"})
 
 
 class PortState(StrEnum):
@@ -57,18 +61,27 @@ class PortView:
     last_error: str | None
 
 
+@dataclass(frozen=True)
+class PortConfig:
+    """The per-port settings a worker needs."""
+
+    baudrate: int
+    cmgs_timeout_s: float
+    ladder: Ladder
+
+
 class PortWorker:
     """Owns one ModemPort on its own thread."""
 
-    def __init__(self, path: str, baudrate: int, cmgs_timeout_s: float, reopen_backoff_s: float,
-                 store: Store, clock: Callable[[], float],
+    def __init__(self, path: str, config: PortConfig, store: Store, clock: Callable[[], float],
                  on_change: Callable[[bool], None], receive: ReceivePolicy,
                  on_stored: Callable[[], None]) -> None:
         self.path = path
         self.name = os.path.basename(path)
         self._wake = threading.Event()
-        self._modem = ModemPort(path, baudrate, cmgs_timeout_s, on_unsolicited=self._wake.set)
-        self._backoff_s = reopen_backoff_s
+        self._modem = ModemPort(path, config.baudrate, config.cmgs_timeout_s,
+                                on_unsolicited=self._wake.set)
+        self._ladder = config.ladder
         self._store = store
         self._clock = clock
         # on_change(significant): wakes the dispatcher; significant changes (not the
@@ -83,7 +96,9 @@ class PortWorker:
         self._state = PortState.ABSENT
         self._info: ModemInfo | None = None
         self._radio = RadioStatus(signal=None, registered=False, operator=None)
+        self._radio_at = 0.0
         self._last_error: str | None = None
+        self._failures = 0
         self._concat_ref = random.randrange(MAX_REFERENCE + 1)
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"port-{self.name}", daemon=True)
@@ -104,6 +119,10 @@ class PortWorker:
         return not self._thread.is_alive()
 
     @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def idle(self) -> bool:
         """Ready to take a message now."""
         with self._lock:
@@ -112,6 +131,10 @@ class PortWorker:
     @property
     def iccid(self) -> str | None:
         return self._info.iccid if self._info else None
+
+    @property
+    def state(self) -> PortState:
+        return self._state
 
     def assign(self, job: Claimed) -> None:
         """Hand over one message already committed as `sending` to this port."""
@@ -129,7 +152,7 @@ class PortWorker:
                         signal=radio.signal, registered=radio.registered,
                         last_error=self._last_error)
 
-    # --- the worker thread ---------------------------------------------------
+    # --- state --------------------------------------------------------------
 
     def _set_state(self, new: PortState, reason: str | None = None) -> None:
         with self._lock:
@@ -140,47 +163,93 @@ class PortWorker:
         if not flicker:
             self._log.info("port_state", old=old.value, new=new.value, reason=reason,
                            iccid=self.iccid)
+            if (old in UP_STATES) != (new in UP_STATES):
+                self._announce(up=new in UP_STATES, reason=reason or new.value)
         self._on_change(not flicker)
+
+    def _announce(self, up: bool, reason: str) -> None:
+        """modem_up / modem_down for HQ, through the durable outbox."""
+        body = {"type": "modem_up" if up else "modem_down", "at": events.rfc3339(self._clock()),
+                "port": self.name, "iccid": self.iccid, "reason": reason}
+        self._durably(lambda: self._store.add_event(events.TOPIC_EVENTS, body))
+
+    # --- the worker thread ---------------------------------------------------
 
     def _run(self) -> None:
         while not self._stopping.is_set():
             self.last_progress = time.monotonic()
-            if not self._modem.is_alive:
-                self._open_or_wait()
-                continue
-            job = self._take_job()
-            if job is not None:
-                self._send(job)
-            elif time.monotonic() - self._radio_at > RADIO_POLL_S:
-                self._poll_radio()
-            self._receive()
+            try:
+                self._step()
+            except Exception as e:  # the thread must outlive any bug: log, rest, go on
+                self._log.exception("port_worker_error")
+                self._last_error = repr(e)
+                self._modem.close()
+                self._stopping.wait(STORE_RETRY_S)
         self._modem.close()
         self._set_state(PortState.ABSENT, "stopped")
 
-    _radio_at = 0.0
+    def _step(self) -> None:
+        if not self._modem.is_alive:
+            self._recover()
+            return
+        job = self._take_job()
+        if job is not None:
+            self._send(job)
+        elif time.monotonic() >= self._radio_at:
+            self._poll_radio()
+        self._receive()
 
-    def _open_or_wait(self) -> None:
-        if self._state in (PortState.READY, PortState.SENDING):
+    def _recover(self) -> None:
+        if self._state in UP_STATES:
             self._set_state(PortState.FAULT, self._last_error or "port closed")
         if not os.path.exists(self.path):
             self._set_state(PortState.ABSENT, "device node missing")
-            self._stopping.wait(self._backoff_s)
+            self._failures = 0  # a replugged modem starts afresh
+            self._stopping.wait(self._ladder.base_backoff_s)
             return
-        self._set_state(PortState.OPENING)
+        step = self._ladder.step(self._failures)
+        if step is Step.QUARANTINE:
+            self._set_state(PortState.QUARANTINED, f"{self._failures} failed recoveries")
+            self._stopping.wait(self._ladder.quarantine_s)
+            self._failures = 0
+            return
+        self._set_state(PortState.OPENING, step.value)
         try:
+            if step is not Step.REOPEN:
+                self._log.warning("modem_reset", step=step.value, failures=self._failures)
+                self._modem.reset(full=step is Step.FULL_RESET)
             info = self._modem.open()
         except ModemError as e:
+            self._failures += 1
             self._last_error = str(e)
-            self._set_state(PortState.FAULT, str(e))
-            self._stopping.wait(self._backoff_s)
+            fault = PortState.QUARANTINED if isinstance(e, SimNotReady) else PortState.FAULT
+            self._set_state(fault, str(e))
+            self._stopping.wait(self._ladder.backoff(self._failures))
             return
+        self._failures = 0
         self._info = info
         self._receiver.reset(info.iccid)
-        self._store.note_sim(info.iccid, info.imsi, self.name, info.imei)
-        self._poll_radio()
-        self._log.info("modem_identified", imei=info.imei, iccid=info.iccid,
-                       model=info.model, operator=self._radio.operator)
-        self._set_state(PortState.READY)
+        self._durably(lambda: self._store.note_sim(info.iccid, info.imsi, self.name, info.imei))
+        self._log.info("modem_identified", imei=info.imei, iccid=info.iccid, model=info.model)
+        self._poll_radio(opening=True)
+
+    def _poll_radio(self, opening: bool = False) -> None:
+        """Read the radio; a port without registration is benched until it has one."""
+        try:
+            self._radio = self._modem.radio()
+        except ModemError as e:
+            self._last_error = str(e)
+            self._log.warning("radio_poll_failed", error=str(e))
+            self._radio_at = time.monotonic() + BENCHED_POLL_S
+            return
+        if self._radio.registered:
+            self._radio_at = time.monotonic() + RADIO_POLL_S
+            if self._state in (PortState.OPENING, PortState.QUARANTINED) or opening:
+                self._set_state(PortState.READY, "registered")
+        else:
+            self._radio_at = time.monotonic() + BENCHED_POLL_S
+            self._last_error = f"not registered (signal {self._radio.signal})"
+            self._set_state(PortState.QUARANTINED, self._last_error)
 
     def _receive(self) -> None:
         try:
@@ -189,16 +258,11 @@ class PortWorker:
         except ModemError as e:
             self._last_error = str(e)
             self._log.warning("receive_failed", error=str(e))
-            if isinstance(e, ModemGone):
+            if port_is_suspect(e):
                 self._modem.close()
-
-    def _poll_radio(self) -> None:
-        self._radio_at = time.monotonic()
-        try:
-            self._radio = self._modem.radio()
-        except ModemError as e:
-            self._last_error = str(e)
-            self._log.warning("radio_poll_failed", error=str(e))
+        except StoreUnavailable as e:
+            # Nothing was deleted from the modem: the next scan tries again.
+            self._log.error("inbound_not_stored", error=str(e))
 
     def _take_job(self) -> Claimed | None:
         self._wake.wait(IDLE_WAIT_S)
@@ -206,55 +270,64 @@ class PortWorker:
         with self._lock:
             return self._job
 
+    # --- sending ------------------------------------------------------------
+
     def _send(self, job: Claimed) -> None:
         self._set_state(PortState.SENDING)
-        log = self._log.bind(msg_id=job.hq_id, batch_id=job.batch_id, iccid=self.iccid)
         iccid = self.iccid or ""
         plan = plan_text(job.text)
-        reference = self._next_reference()
-        pdus = encode_submit(job.to, plan, reference, job.delivery_report)
+        pdus = encode_submit(job.to, plan, self._next_reference(), job.delivery_report)
 
         def on_part(index: int, mr: int) -> None:
-            self._store.record_part(job.id, index + 1, iccid, mr, self._clock())
+            self._durably(lambda: self._store.record_part(job.id, index + 1, iccid, mr,
+                                                          self._clock()))
 
         try:
             self._modem.send(pdus, on_part)
         except SendError as e:
-            self._settle_failure(job, e, log)
+            self._settle_failure(job, e)
         else:
-            self._store.mark_sent(job.id, self._clock())
-            log.info("sent", to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
+            self._durably(lambda: self._store.mark_sent(job.id, self._clock()))
+            self._log.info("sent", msg_id=job.hq_id, batch_id=job.batch_id, iccid=iccid,
+                           to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
         finally:
             with self._lock:
                 self._job = None
             self.last_progress = time.monotonic()
-            if self._modem.is_alive:
+            if self._modem.is_alive and self._state is PortState.SENDING:
                 self._set_state(PortState.READY)
             self._on_change(False)
 
-    def _settle_failure(self, job: Claimed, e: SendError, log: object) -> None:
-        now = self._clock()
+    def _settle_failure(self, job: Claimed, e: SendError) -> None:
         self._last_error = str(e.cause)
-        cause = e.cause
-        if e.maybe_sent:
-            self._store.mark_failed(job.id, "modem_timeout", f"{cause}; the network may have it,"
-                                    " so it is not sent again", now, state=State.UNCERTAIN)
-        elif e.parts_done:
-            self._store.mark_failed(job.id, "modem_error", f"{cause} after "
-                                    f"{len(e.parts_done)} of {job.parts} parts went out", now)
-        elif isinstance(cause, CmsError) and cause.code not in TRANSIENT_CMS:
-            self._store.mark_failed(job.id, "modem_error", str(cause), now)
-        elif job.attempts >= MAX_TRANSIENT_ATTEMPTS and not isinstance(cause, ModemGone):
-            self._store.mark_failed(job.id, "modem_error", f"{cause} (after {job.attempts}"
-                                    " attempts)", now)
+        outcome = judge_send_failure(e.cause, len(e.parts_done), job.parts, e.maybe_sent,
+                                     job.attempts)
+        now = self._clock()
+        if outcome.verdict is Verdict.REQUEUE:
+            self._durably(lambda: self._store.requeue(job.id, now))
         else:
-            # Nothing reached the network: it may go again, on this port or another.
-            self._store.requeue(job.id, now)
-        self._log.warning("send_failed", msg_id=job.hq_id, error=str(cause),
-                          maybe_sent=e.maybe_sent, parts_done=len(e.parts_done))
-        if isinstance(cause, ModemGone):
+            state = State.UNCERTAIN if outcome.verdict is Verdict.UNCERTAIN else State.FAILED
+            self._durably(lambda: self._store.mark_failed(job.id, outcome.code, outcome.reason,
+                                                          now, state=state))
+        self._log.warning("send_failed", msg_id=job.hq_id, batch_id=job.batch_id,
+                          error=str(e.cause), verdict=outcome.verdict.value,
+                          parts_done=len(e.parts_done))
+        if port_is_suspect(e.cause):
+            # A hung or vanished modem: reopen it (the ladder) before it sends again.
             self._modem.close()
+
+    def _durably(self, commit: Callable[[], Any]) -> None:
+        """Run a store commit, waiting out a full disk: the fact must not be lost."""
+        while True:
+            try:
+                commit()
+                return
+            except StoreUnavailable as e:
+                self._log.error("store_unavailable", error=str(e))
+                if self._stopping.wait(STORE_RETRY_S):
+                    return  # left for the settle rule at the next start
 
     def _next_reference(self) -> int:
         self._concat_ref = (self._concat_ref + 1) % (MAX_REFERENCE + 1)
         return self._concat_ref
+

@@ -31,6 +31,8 @@ from modem.errors import (
 from modem.inbound import StoredPdu, split_unsolicited
 from modem.pdu import SubmitPdu
 
+RESET_READ_S = 5.0  # AT+CFUN takes a few seconds on real modems
+RESET_READ_MAX = 256
 PROMPT_TIMEOUT_S = 5.0  # AT+CMGS=<n> answers "> " at once on every modem we know
 COMMAND_TIMEOUT_S = 10.0
 CTRL_Z = "\x1a"
@@ -168,6 +170,22 @@ class ModemPort:
                 gsm.serial.close()
         except (serial.SerialException, OSError):
             pass
+
+    def reset(self, full: bool) -> None:
+        """Restart the radio (AT+CFUN=0, =1) or the whole modem (AT+CFUN=1,1), best effort.
+
+        Opens the port raw, without the library, because the modem being reset is
+        usually one the library can no longer talk to.
+        """
+        self.close()
+        commands = (b"AT+CFUN=1,1\r",) if full else (b"AT+CFUN=0\r", b"AT+CFUN=1\r")
+        try:
+            with serial.Serial(self.path, self._baudrate, timeout=RESET_READ_S) as raw:
+                for command in commands:
+                    raw.write(command)
+                    raw.read_until(b"OK\r\n", size=RESET_READ_MAX)
+        except (serial.SerialException, OSError) as e:
+            raise ModemGone(f"reset of {self.path}: {e}") from e
 
     @property
     def is_alive(self) -> bool:
