@@ -52,6 +52,7 @@ class Gateway:
         self.workers: dict[str, PortWorker] = {}
         self._stop = threading.Event()
         self._commands: queue.Queue[Incoming] = queue.Queue()
+        self._settle_deadline: float | None = None
         self._state_due = float("inf")  # nothing is published before we are online
         self._state_dirty = threading.Event()
         self._rescan_at = 0.0
@@ -86,9 +87,9 @@ class Gateway:
         self._stop.set()
 
     def run(self) -> int:
-        settled = self.store.settle_in_flight(self.clock())
-        if any(settled.values()):
-            self.log.warning("settled_in_flight", **settled)
+        self.store.run_started = self.clock()
+        self._settle_deadline = time.monotonic() + self.settings.send.settle_s
+        self._settle(final=self.settings.send.settle_s == 0)
         self.publisher.start(self.mqtt)
         self.intake.start()
         self.dispatcher.start()
@@ -118,6 +119,8 @@ class Gateway:
             self._rescan()
         if now >= self._partials_at:
             self._flush_partials()
+        if self._settle_deadline is not None and now >= self._settle_deadline:
+            self._settle(final=True)
         # The loop tick debounces bursts of port changes into one state message.
         if self._state_dirty.is_set() or now >= self._state_due:
             self.publish_state()
@@ -163,6 +166,15 @@ class Gateway:
                 self.workers[path] = worker
                 worker.start()
                 self.log.info("port_added", port=worker.name, path=path)
+
+    def _settle(self, final: bool) -> None:
+        """Settle what an earlier run left `sending`; `final` gives up waiting for proof."""
+        counts = self.store.settle_in_flight(self.clock(), final)
+        if final:
+            self._settle_deadline = None
+        if counts["sent"] or counts["uncertain"] or counts["waiting"]:
+            self.log.warning("settled_in_flight", final=final, **counts)
+            self.publisher.wake()
 
     def _flush_partials(self) -> None:
         """Publish multipart replies whose missing parts did not come in time."""

@@ -142,6 +142,11 @@ class Receiver:
         outcome = self._store.apply_report(
             self.iccid, report.mr, report.status, report.delivered, report.pending,
             self._clock(), self._policy.inactive_after)
+        if not outcome.matched and not report.pending:
+            recipient = _normalise_sender(report.recipient, self._policy.default_region)
+            if self._store.settle_by_report(self.iccid, recipient, report.delivered,
+                                            not report.delivered, self._clock()):
+                self._log.info("settled_by_report", mr=report.mr, recipient=mask(recipient))
         self._log.info("status_report", mr=report.mr, tp_st=report.status,
                        matched=outcome.matched, state=outcome.message_state)
         if outcome.number_inactive:

@@ -112,6 +112,8 @@ class Store(InboxMixin):
                                   check_same_thread=False, autoconnect=False)
         database.initialize(self._db)
         self._lock = threading.RLock()
+        # Messages `sending` with updated_at before this belong to an earlier run.
+        self.run_started = float("inf")
         self._db.connect()
         with self._tx():
             self._db.create_tables(TABLES)
@@ -302,22 +304,47 @@ class Store(InboxMixin):
 
     # --- start-up -----------------------------------------------------------
 
-    def settle_in_flight(self, now: float) -> dict[str, int]:
-        """Settle messages left `sending`: sent if every part went out, else uncertain."""
-        counts = {"sent": 0, "uncertain": 0}
+    def settle_in_flight(self, now: float, final: bool) -> dict[str, int]:
+        """Settle messages a previous run left `sending` (see README, "the settle rule").
+
+        Every part confirmed -> sent. Otherwise, when `final`, uncertain; until then
+        they wait for a status report that proves it (`settle_by_report`).
+        """
+        counts = {"sent": 0, "uncertain": 0, "waiting": 0}
         with self._tx():
-            for msg in Message.select().where(Message.state == State.SENDING):
+            for msg in Message.select().where((Message.state == State.SENDING)
+                                              & (Message.updated_at < self.run_started)):
                 taken = Part.select().where(Part.message_id == msg.id).count()
                 if taken >= msg.parts:
                     self._move(msg.id, State.SENT, now)
                     counts["sent"] += 1
-                else:
+                elif final:
                     self._move(msg.id, State.UNCERTAIN, now, error=(
                         ERROR_UNCERTAIN,
                         f"gateway stopped while the modem held it ({taken}/{msg.parts} parts"
                         " confirmed); not sent again"))
                     counts["uncertain"] += 1
+                else:
+                    counts["waiting"] += 1
         return counts
+
+    def settle_by_report(self, iccid: str, recipient: str, delivered: bool, failed: bool,
+                         now: float) -> bool:
+        """A status report no part matches may prove a message left `sending` went out."""
+        with self._tx():
+            msg = (Message.select().where(
+                (Message.state == State.SENDING) & (Message.updated_at < self.run_started)
+                & (Message.iccid == iccid) & (Message.to == recipient))
+                .order_by(Message.updated_at.desc()).first())
+            if msg is None:
+                return False
+            self._move(msg.id, State.SENT, now)
+            if delivered and msg.parts == 1:
+                self._move(msg.id, State.DELIVERED, now)
+            elif failed:
+                self._move(msg.id, State.FAILED, now, error=(
+                    "delivery_failed", "status report after restart says it was not delivered"))
+            return True
 
     def note_sim(self, iccid: str, imsi: str, port: str, imei: str) -> None:
         """Record where a SIM was last seen."""

@@ -221,9 +221,13 @@ def test_settle_in_flight_after_restart(tmp_path: Path, parts: int, recorded: li
         store.record_part(c.id, n, ICCID, 40 + n, NOW)
     store.close()
     store = Store(tmp_path)
+    store.run_started = NOW + 5
     try:
-        counts = store.settle_in_flight(NOW + 10)
-        assert counts == {"sent": int(state == "sent"), "uncertain": int(state == "uncertain")}
+        waiting = store.settle_in_flight(NOW + 6, final=False)
+        assert waiting == {"sent": int(state == "sent"), "uncertain": 0,
+                           "waiting": int(state == "uncertain")}
+        counts = store.settle_in_flight(NOW + 10, final=True)
+        assert counts == {"sent": 0, "uncertain": int(state == "uncertain"), "waiting": 0}
         assert _states(store) == {"a": state, "idle": "queued"}
         last = _status(store, "a")[-1]
         assert last["state"] == state
@@ -231,7 +235,26 @@ def test_settle_in_flight_after_restart(tmp_path: Path, parts: int, recorded: li
             assert last["error"]["code"] == "uncertain_after_restart"
         else:
             assert "error" not in last
-        assert store.settle_in_flight(NOW + 20) == {"sent": 0, "uncertain": 0}
+        assert store.settle_in_flight(NOW + 20, final=True) == {
+            "sent": 0, "uncertain": 0, "waiting": 0}
+    finally:
+        store.close()
+
+
+def test_a_status_report_after_restart_proves_an_unconfirmed_send(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.accept_batch("b", [_msg("a")], [], NOW)
+    c = store.claim_next(PORT, ICCID, NOW)
+    assert c is not None
+    store.close()
+    store = Store(tmp_path)
+    store.run_started = NOW + 5
+    try:
+        assert store.settle_in_flight(NOW + 6, final=False)["waiting"] == 1
+        assert not store.settle_by_report("other-sim", c.to, True, False, NOW + 7)
+        assert store.settle_by_report(ICCID, c.to, True, False, NOW + 7)
+        assert [s["state"] for s in _status(store, "a")][-2:] == ["sent", "delivered"]
+        assert store.settle_in_flight(NOW + 8, final=True)["uncertain"] == 0
     finally:
         store.close()
 
