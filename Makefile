@@ -17,7 +17,7 @@ demo: venv
 	$(BIN)/python scripts/demo.py
 
 test: venv
-	scripts/ensure-mosquitto
+	scripts/ensure-system-packages
 	$(BIN)/ruff check daemon modem store tests scripts
 	$(BIN)/mypy
 	$(BIN)/pytest

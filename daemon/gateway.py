@@ -31,6 +31,7 @@ from daemon.optout import OptOutMatcher
 from daemon.ports import PortConfig, PortWorker
 from daemon.publisher import Publisher
 from daemon.receiver import ReceivePolicy
+from daemon.sdnotify import Notifier
 from store import events
 from store.store import Store
 
@@ -38,6 +39,7 @@ STATE_INTERVAL_S = 30.0
 LOOP_TICK_S = 0.2
 SHUTDOWN_FLUSH_S = 3.0
 PARTIALS_CHECK_S = 1.0
+STALL_S = 60.0  # a thread whose loop has not turned for this long is wedged
 
 
 class Gateway:
@@ -53,6 +55,9 @@ class Gateway:
         self._stop = threading.Event()
         self._commands: queue.Queue[Incoming] = queue.Queue()
         self._settle_deadline: float | None = None
+        self.notifier = Notifier()
+        self._ready_sent = False
+        self._watchdog_at = 0.0
         self._state_due = float("inf")  # nothing is published before we are online
         self._state_dirty = threading.Event()
         self._rescan_at = 0.0
@@ -121,12 +126,40 @@ class Gateway:
             self._flush_partials()
         if self._settle_deadline is not None and now >= self._settle_deadline:
             self._settle(final=True)
+        self._systemd(now)
+
+    def _systemd(self, now: float) -> None:
+        """READY once the store and the broker are up; WATCHDOG only while every thread works."""
+        if not self._ready_sent and self.mqtt.connected:
+            self.notifier.notify("READY=1")
+            self._ready_sent = True
+        if self.notifier.watchdog_s and now >= self._watchdog_at:
+            self._watchdog_at = now + self.notifier.watchdog_s / 2
+            stalled = self.stalled_threads(now)
+            if stalled:
+                self.log.error("watchdog_withheld", stalled=stalled)
+            else:
+                self.notifier.notify("WATCHDOG=1")
+
+    def stalled_threads(self, now: float) -> list[str]:
+        """Threads that show no progress: a wedged daemon should be restarted by systemd."""
+        limit = STALL_S
+        stalled = [name for name, part in (("dispatcher", self.dispatcher),
+                                            ("publisher", self.publisher),
+                                            ("intake", self.intake))
+                   if now - part.last_progress > limit]
+        port_limit = self.settings.modems.cmgs_timeout_s + STALL_S  # a send may take this long
+        for worker in self.workers.values():
+            if not worker.alive or now - worker.last_progress > port_limit:
+                stalled.append(worker.name)
+        return stalled
         # The loop tick debounces bursts of port changes into one state message.
         if self._state_dirty.is_set() or now >= self._state_due:
             self.publish_state()
 
     def _shutdown(self) -> None:
         self.log.info("stopping", grace_s=self.settings.send.grace_s)
+        self.notifier.notify("STOPPING=1")
         self.control.stop()
         self.intake.stop()
         self.mqtt.stop_intake()

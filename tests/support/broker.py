@@ -23,7 +23,7 @@ def mosquitto_binary() -> str:
     found = shutil.which("mosquitto") or next(
         (p for p in MOSQUITTO_PATHS if Path(p).exists()), None)
     if not found:
-        raise RuntimeError("mosquitto is not installed: run scripts/ensure-mosquitto")
+        raise RuntimeError("mosquitto is not installed: run scripts/ensure-system-packages")
     return found
 
 

@@ -74,9 +74,9 @@ class Daemon:
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, env_extra: dict[str, str] | None = None) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
         self.proc = subprocess.Popen([*smsgw_command(), "run", "--config", str(self.config)],
                                      stdout=log, stderr=log, env=env)
 
