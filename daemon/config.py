@@ -119,6 +119,24 @@ class ReceiveSettings:
 
 
 @dataclass(frozen=True)
+class LedSettings:
+    enabled: bool = False
+    pin_factory: str = field(default="auto", metadata=_check(
+        lambda v: v in ("auto", "mock", "lgpio", "rpigpio", "pigpio", "native"),
+        "must be auto, mock, lgpio, rpigpio, pigpio or native"))
+    heartbeat_pin: int = field(default=17, metadata=_check(lambda v: 0 <= v <= 27,
+                                                           "must be a BCM pin 0..27"))
+    broker_pin: int = field(default=27, metadata=_check(lambda v: 0 <= v <= 27,
+                                                        "must be a BCM pin 0..27"))
+    pool_pin: int = field(default=22, metadata=_check(lambda v: 0 <= v <= 27,
+                                                      "must be a BCM pin 0..27"))
+    activity_pin: int = field(default=23, metadata=_check(lambda v: 0 <= v <= 27,
+                                                          "must be a BCM pin 0..27"))
+    fault_pin: int = field(default=24, metadata=_check(lambda v: 0 <= v <= 27,
+                                                       "must be a BCM pin 0..27"))
+
+
+@dataclass(frozen=True)
 class Settings:
     gateway: GatewaySettings
     mqtt: MqttSettings = MqttSettings()
@@ -126,6 +144,7 @@ class Settings:
     queue: QueueSettings = QueueSettings()
     send: SendSettings = SendSettings()
     receive: ReceiveSettings = ReceiveSettings()
+    leds: LedSettings = LedSettings()
 
     @property
     def data_dir(self) -> Path:

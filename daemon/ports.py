@@ -92,6 +92,7 @@ class PortWorker:
         self._receiver = Receiver(self._modem, self.name, store, clock, receive, self._log,
                                   on_stored)
         self._job: Claimed | None = None
+        self._tasks: list[Callable[[ModemPort], None]] = []
         self._stopping = threading.Event()
         self._state = PortState.ABSENT
         self._info: ModemInfo | None = None
@@ -143,6 +144,28 @@ class PortWorker:
                 raise RuntimeError(f"{self.name} already has a job")
             self._job = job
         self._wake.set()
+
+    def call(self, fn: Callable[[ModemPort], Any], timeout: float) -> Any:
+        """Run `fn(modem)` on this port's own thread between sends (USSD, probes)."""
+        done = threading.Event()
+        box: dict[str, Any] = {}
+
+        def task(modem: ModemPort) -> None:
+            try:
+                box["result"] = fn(modem)
+            except Exception as e:  # handed back to the caller's thread
+                box["error"] = e
+            finally:
+                done.set()
+
+        with self._lock:
+            self._tasks.append(task)
+        self._wake.set()
+        if not done.wait(timeout):
+            raise TimeoutError(f"{self.name} did not get to it within {timeout} s")
+        if "error" in box:
+            raise box["error"]
+        return box.get("result")
 
     def view(self) -> PortView:
         info, radio = self._info, self._radio
@@ -198,6 +221,13 @@ class PortWorker:
         elif time.monotonic() >= self._radio_at:
             self._poll_radio()
         self._receive()
+        self._run_tasks()
+
+    def _run_tasks(self) -> None:
+        with self._lock:
+            tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task(self._modem)
 
     def _recover(self) -> None:
         if self._state in UP_STATES:

@@ -33,7 +33,8 @@ from modem.pdu import SubmitPdu
 
 RESET_READ_S = 5.0  # AT+CFUN takes a few seconds on real modems
 RESET_READ_MAX = 256
-PROMPT_TIMEOUT_S = 5.0  # AT+CMGS=<n> answers "> " at once on every modem we know
+PROMPT_TIMEOUT_S = 5.0
+USSD_TIMEOUT_S = 20.0  # AT+CMGS=<n> answers "> " at once on every modem we know
 COMMAND_TIMEOUT_S = 10.0
 CTRL_Z = "\x1a"
 ESC = "\x1b"
@@ -289,6 +290,12 @@ class ModemPort:
         gsm = self._require()
         with _translated(command):
             return self._keep_unsolicited(gsm.write(command, timeout=timeout))
+
+    def ussd(self, code: str, timeout: float = USSD_TIMEOUT_S) -> str:
+        """Dial a USSD code (e.g. a balance query) and return the network's text."""
+        gsm = self._require()
+        with _translated(f"AT+CUSD={code}"):
+            return str(gsm.sendUssd(code, responseTimeout=timeout).message)
 
     # --- storage ------------------------------------------------------------
 
