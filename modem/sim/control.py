@@ -1,4 +1,30 @@
-"""The pool's control socket DIR/control.sock: one JSON object per line in, one reply out."""
+"""The pool's control socket DIR/control.sock: one JSON object per line in, one reply out.
+
+Every reply is {"ok": true, ...} or {"ok": false, "error": reason}. Commands ("port" is an index):
+
+| cmd         | request fields                                   | reply fields (besides ok)       |
+|-------------|--------------------------------------------------|---------------------------------|
+| ping        |                                                  | pong                            |
+| stats       |                                                  | ports: one row per port         |
+| unplug      | port                                             | port, plugged                   |
+| replug      | port                                             | port, plugged, path             |
+| fail_next   | port, error="+CMS ERROR: 38", count=1            | port, pending_failures          |
+| hang        | port, on=true                                    | port, hung                      |
+| inject_sms  | port, from, text, encoding=auto|gsm7|ucs2,       | port, parts, indexes, refused,  |
+|             | ref_bits=8|16, reference, order, drop, repeat,   | reference, memory               |
+|             | notify=true, memory=<mem3>|SM|ME                 |                                 |
+| reports     | port (absent = all), outcome=delivered|failed|   | ports, outcome, delay_s         |
+|             | pending_then_delivered|none, delay_s=0           |                                 |
+| report_for  | port, mr, status                                 | port, mr, status, delivered_as  |
+|             |                                                  | (cds|cdsi|none|refused_full),   |
+|             |                                                  | index (cdsi only)               |
+| block_after | port, sends, code=21                             | port, sends, code, blocked      |
+| unblock     | port                                             | port, blocked                   |
+| radio       | port, csq=0..31|99, creg=0..5                    | port, csq, creg, registered     |
+| sim         | port, state=ready|absent|pin                     | port, state                     |
+| noise       | port, lines: [str]                               | port, lines                     |
+| garbage     | port, hex: "ff fe 80"                            | port, octets                    |
+"""
 
 from __future__ import annotations
 
@@ -10,12 +36,13 @@ import socketserver
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
+from modem.sim import scenarios
+from modem.sim.control_args import ControlTarget, Reply, Request, port_of
 from modem.sim.errors import ControlError, PortError
-from modem.sim.pty_port import PtyPort
 
 log = structlog.get_logger(__name__)
 
@@ -23,24 +50,6 @@ SOCKET_NAME = "control.sock"
 MAX_REQUEST_OCTETS = 64 * 1024
 FINAL_ERROR = re.compile(r"ERROR|\+CM[ES] ERROR: \d+")
 MAX_FAIL_COUNT = 10_000
-
-Request = dict[str, Any]
-Reply = dict[str, Any]
-
-
-class ControlTarget(Protocol):
-    """What the control commands act on (the pool)."""
-
-    def port(self, index: int) -> PtyPort: ...
-
-    def stats(self) -> list[dict[str, object]]: ...
-
-
-def _port_of(target: ControlTarget, request: Request) -> PtyPort:
-    index = request.get("port")
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise ControlError('"port" must be an integer')
-    return target.port(index)
 
 
 def _ping(target: ControlTarget, request: Request) -> Reply:
@@ -52,19 +61,19 @@ def _stats(target: ControlTarget, request: Request) -> Reply:
 
 
 def _unplug(target: ControlTarget, request: Request) -> Reply:
-    port = _port_of(target, request)
+    port = port_of(target, request)
     port.unplug()
     return {"port": port.index, "plugged": port.plugged}
 
 
 def _replug(target: ControlTarget, request: Request) -> Reply:
-    port = _port_of(target, request)
+    port = port_of(target, request)
     port.plug()
     return {"port": port.index, "plugged": port.plugged, "path": str(port.link)}
 
 
 def _fail_next(target: ControlTarget, request: Request) -> Reply:
-    port = _port_of(target, request)
+    port = port_of(target, request)
     error = request.get("error", "+CMS ERROR: 38")
     count = request.get("count", 1)
     if not isinstance(error, str) or not FINAL_ERROR.fullmatch(error):
@@ -76,7 +85,7 @@ def _fail_next(target: ControlTarget, request: Request) -> Reply:
 
 
 def _hang(target: ControlTarget, request: Request) -> Reply:
-    port = _port_of(target, request)
+    port = port_of(target, request)
     on = request.get("on", True)
     if not isinstance(on, bool):
         raise ControlError('"on" must be true or false')
@@ -84,7 +93,7 @@ def _hang(target: ControlTarget, request: Request) -> Reply:
     return {"port": port.index, "hung": port.hung}
 
 
-# One entry per command; later: "inject_sms", "status_report", "quota", "sim_slot".
+# One entry per command (see the table above); later: "quota", "sim_slot".
 COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
     "ping": _ping,
     "stats": _stats,
@@ -92,6 +101,15 @@ COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
     "replug": _replug,
     "fail_next": _fail_next,
     "hang": _hang,
+    "inject_sms": scenarios.inject_sms,
+    "reports": scenarios.reports,
+    "report_for": scenarios.report_for,
+    "block_after": scenarios.block_after,
+    "unblock": scenarios.unblock,
+    "radio": scenarios.radio,
+    "sim": scenarios.sim,
+    "noise": scenarios.noise,
+    "garbage": scenarios.garbage,
 }
 
 

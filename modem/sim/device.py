@@ -4,21 +4,50 @@ from __future__ import annotations
 
 import random
 import re
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from functools import partial
 from typing import Protocol
 
+from modem.sim.atcmd import (
+    CME_OPERATION_NOT_SUPPORTED,
+    CME_TEXT,
+    CMS_INVALID_PDU_PARAMETER,
+    CMS_NO_NETWORK_SERVICE,
+    CMS_OPERATION_NOT_ALLOWED,
+    CMS_SIM_NOT_INSERTED,
+    Failure,
+    Handler,
+    Info,
+    cme,
+    cms,
+    int_args,
+    plain,
+    split_commands,
+)
+from modem.sim.deliver import (
+    ST_DELIVERED,
+    ST_PERMANENT_INCOMPATIBLE_DEST,
+    ST_TEMPORARY_STILL_TRYING,
+    encode_status_report,
+)
 from modem.sim.errors import InvalidPdu
-from modem.sim.identity import SimIdentity, iccid_ef_hex
+from modem.sim.faults import Faults
+from modem.sim.identity import SimIdentity
+from modem.sim.info_commands import InfoCommands
 from modem.sim.makes import Make
 from modem.sim.network import Sender, SubmitPart, decode_submit
+from modem.sim.sms_commands import SmsCommands
+from modem.sim.storage import Memory, ModemMemories, sim_memory
+
+__all__ = ["Action", "Faults", "Latency", "Mode", "NetworkLink", "SimCard", "SimModem"]
 
 Emit = Callable[[bytes], None]
 Action = Callable[[], None]
 Schedule = Callable[[float, Action], None]  # run the action once after a delay in seconds
+Clock = Callable[[], datetime]
 
 CR, LF, BS, CTRL_Z, ESC = 0x0D, 0x0A, 0x08, 0x1A, 0x1B
 CRLF = "\r\n"
@@ -28,33 +57,23 @@ MAX_TPDU_OCTETS = 164
 MAX_PROMPT_CHARS = 2 * (12 + MAX_TPDU_OCTETS) + 8
 MR_MODULO = 256
 
-# 27.005 / 27.007 error codes the simulator uses.
-CME_OPERATION_NOT_ALLOWED = 3
-CME_OPERATION_NOT_SUPPORTED = 4
-CMS_OPERATION_NOT_ALLOWED = 302
-CMS_INVALID_PDU_PARAMETER = 304
-CMS_NO_NETWORK_SERVICE = 331
-
-CME_TEXT = {
-    CME_OPERATION_NOT_ALLOWED: "operation not allowed",
-    CME_OPERATION_NOT_SUPPORTED: "operation not supported",
-}
-
-# EF_ICCID as read with AT+CRSM=176 (READ BINARY) on file 12258 (0x2FE2), 10 octets.
-CRSM_READ_BINARY = 176
-EF_ICCID = 12258
-CRSM_OK = "144,0"
-CRSM_FILE_NOT_FOUND = "106,130"
-
-CSQ_DEFAULT = 21
 SMSC_BY_OPERATOR = {"CHINA MOBILE": "+8613800100500", "CHN-UNICOM": "+8613010112500"}
-PLMN_BY_OPERATOR = {"CHINA MOBILE": "46000", "CHN-UNICOM": "46001"}
-STORAGES = ("SM", "ME", "SR")
-STORAGE_CAPACITY = 50
-CHARSETS = ("IRA", "GSM", "UCS2", "HEX", "PCCP", "PCDN", "8859-1")
+# TP-ST sequences per report outcome; each step comes one more delay after the send.
+REPORT_STATUSES = {
+    "none": (),
+    "delivered": (ST_DELIVERED,),
+    "failed": (ST_PERMANENT_INCOMPATIBLE_DEST,),
+    "pending_then_delivered": (ST_TEMPORARY_STILL_TRYING, ST_DELIVERED),
+}
+# Recipient shown in a report for an MR this SIM never used (report_for on demand).
+UNKNOWN_RECIPIENT = "+8613800000000"
 
 _EXTENDED = re.compile(r"([+^$][A-Z0-9]+)(=\?|\?|=(.*))?", re.IGNORECASE | re.DOTALL)
 _BASIC = re.compile(r"(&?[A-Z])(\d*)", re.IGNORECASE)
+
+
+def _local_now() -> datetime:
+    return datetime.now().astimezone()
 
 
 class NetworkLink(Protocol):
@@ -69,6 +88,9 @@ class SimCard:
 
     identity: SimIdentity
     next_mr: int = 0
+    sm: Memory = field(default_factory=sim_memory)
+    # TP-MR -> (recipient, submit time) of recent sends, so a report can name them.
+    sent: dict[int, tuple[str, datetime]] = field(default_factory=dict)
 
     def take_mr(self) -> int:
         """Return the next TP-MR (0..255) and advance the counter, as the modem does per submit."""
@@ -92,42 +114,6 @@ class Latency:
         return max(0.0, self.rng.uniform(self.mean - self.jitter, self.mean + self.jitter))
 
 
-@dataclass
-class Faults:
-    """Faults injected from the control socket; owned by the port, read by its modem."""
-
-    send_errors: deque[str] = field(default_factory=deque)
-
-    def fail_next(self, error: str, count: int) -> None:
-        """Make the next `count` sends answer `error` (a final result line) instead of +CMGS."""
-        self.send_errors.extend([error] * count)
-
-    def take_send_error(self) -> str | None:
-        """Return the error line for the send starting now, or None if it should succeed."""
-        return self.send_errors.popleft() if self.send_errors else None
-
-
-class _Failure(Exception):
-    """A command's final result is an error; kind is "plain", "cme" or "cms"."""
-
-    def __init__(self, kind: str, code: int = 0) -> None:
-        super().__init__(kind, code)
-        self.kind = kind
-        self.code = code
-
-
-def _plain() -> _Failure:
-    return _Failure("plain")
-
-
-def _cme(code: int) -> _Failure:
-    return _Failure("cme", code)
-
-
-def _cms(code: int) -> _Failure:
-    return _Failure("cms", code)
-
-
 class Mode(Enum):
     """Where incoming bytes go."""
 
@@ -136,41 +122,7 @@ class Mode(Enum):
     BUSY = "busy"  # a send is with the network; input waits in the modem's buffer
 
 
-Info = list[str]
-Handler = Callable[[str, str], "Info | None"]  # (form, args) -> info lines; None = no final yet
-
-
-def _split_commands(body: str) -> list[str]:
-    """Split the text after "AT" at ';' outside double quotes."""
-    parts: list[str] = []
-    current: list[str] = []
-    quoted = False
-    for char in body:
-        if char == '"':
-            quoted = not quoted
-        if char == ";" and not quoted:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return [p for p in parts if p]
-
-
-def _int_args(args: str) -> list[int]:
-    """Parse "2,1,0,2" into ints; raise _Failure(plain) on anything else."""
-    try:
-        return [int(a) for a in args.split(",")] if args.strip() else []
-    except ValueError:
-        raise _plain() from None
-
-
-def _quoted(args: str) -> list[str]:
-    """Parse '"ME","ME"' into ['ME', 'ME']."""
-    return [a.strip().strip('"').upper() for a in args.split(",")]
-
-
-class SimModem:
+class SimModem(InfoCommands, SmsCommands):
     """A modem's AT interpreter. Feed it bytes; it emits replies and schedules slow ones."""
 
     def __init__(
@@ -184,17 +136,20 @@ class SimModem:
         schedule: Schedule,
         latency: Latency | None = None,
         faults: Faults | None = None,
+        memories: ModemMemories | None = None,
+        clock: Clock = _local_now,
     ) -> None:
         self.make = make
         self.imei = imei
         self.sim = sim
         self.port_name = port_name
-        self.signal = CSQ_DEFAULT
         self._network = network
         self._emit = emit
         self._schedule = schedule
         self._latency = latency or Latency()
         self._faults = faults or Faults()
+        self._memories = memories or ModemMemories()
+        self.clock = clock
         self._input = bytearray()  # bytes received, not yet interpreted
         self._line = bytearray()
         self._pdu = bytearray()
@@ -219,7 +174,7 @@ class SimModem:
             "+GMR": partial(self._constant, make.revision),
             "+CGSN": partial(self._constant, imei),
             "+GSN": partial(self._constant, imei),
-            "+CIMI": partial(self._constant, sim.identity.imsi),
+            "+CIMI": partial(self._sim_constant, sim.identity.imsi),
             "+CCID": self._ccid,
             "+CRSM": self._crsm,
             "+CNUM": self._cnum,
@@ -301,7 +256,7 @@ class SimModem:
             self._line.append(byte)
             if len(self._line) > MAX_COMMAND_LINE:
                 self._line = bytearray()
-                self._final_error(_plain())
+                self._final_error(plain())
 
     def _prompt_byte(self, byte: int) -> None:
         if byte == CTRL_Z:
@@ -322,7 +277,7 @@ class SimModem:
             if len(self._pdu) > MAX_PROMPT_CHARS:
                 self._pdu = bytearray()
                 self.mode = Mode.COMMAND
-                self._final_error(_cms(CMS_INVALID_PDU_PARAMETER))
+                self._final_error(cms(CMS_INVALID_PDU_PARAMETER))
 
     # ----- command level
 
@@ -332,13 +287,13 @@ class SimModem:
         if len(text) < 2 or text[:2].upper() != "AT":
             return
         try:
-            for command in _split_commands(text[2:]):
+            for command in split_commands(text[2:]):
                 info = self._execute(command)
                 if info is None:  # a prompt opened; anything after it on the line is dropped
                     return
                 if info:
                     self._send(CRLF + CRLF.join(info) + CRLF)
-        except _Failure as failure:
+        except Failure as failure:
             self._final_error(failure)
             return
         self._send(CRLF + "OK" + CRLF)
@@ -348,7 +303,7 @@ class SimModem:
         if match:
             handler = self._extended.get(match.group(1).upper())
             if handler is None:
-                raise _plain()  # unknown commands: plain ERROR whatever CMEE says (SIM800)
+                raise plain()  # unknown commands: plain ERROR whatever CMEE says (SIM800)
             suffix = match.group(2) or ""
             form = {"": "exec", "=?": "test", "?": "read"}.get(suffix, "set")
             return handler(form, match.group(3) or "")
@@ -356,18 +311,18 @@ class SimModem:
         if not command:
             return info
         if not re.fullmatch(r"(?:&?[A-Z]\d*)+", command, re.IGNORECASE):
-            raise _plain()
+            raise plain()
         for name, digits in _BASIC.findall(command):
             basic = self._basic.get(name.upper())
             if basic is None:
-                raise _plain()
+                raise plain()
             info += basic(digits)
         return info
 
-    def _final_error(self, failure: _Failure) -> None:
+    def _final_error(self, failure: Failure) -> None:
         self._send(CRLF + self._error_text(failure) + CRLF)
 
-    def _error_text(self, failure: _Failure) -> str:
+    def _error_text(self, failure: Failure) -> str:
         cmee = self.settings["cmee"]
         # With CMEE=0 both CME and CMS errors collapse to ERROR (SIM800 behaviour).
         if failure.kind == "plain" or cmee == 0:
@@ -385,7 +340,7 @@ class SimModem:
 
     def _at_e(self, digits: str) -> Info:
         if digits not in ("", "0", "1"):
-            raise _plain()
+            raise plain()
         self.echo = digits == "1"
         return []
 
@@ -394,22 +349,15 @@ class SimModem:
 
     def _at_v(self, digits: str) -> Info:
         if digits != "1":  # numeric result codes would break every client we care about
-            raise _plain()
+            raise plain()
         return []
 
     def _at_q(self, digits: str) -> Info:
         if digits not in ("", "0"):
-            raise _plain()
+            raise plain()
         return []
 
     # ----- extended commands: generic shapes
-
-    def _constant(self, value: str, form: str, args: str) -> Info:
-        if form == "test":
-            return []
-        if form != "exec":
-            raise _plain()
-        return [value]
 
     def _setting(self, key: str, allowed: tuple[int, ...], form: str, args: str) -> Info:
         name = "+" + key.upper()
@@ -417,196 +365,10 @@ class SimModem:
             return [f"{name}: {self.settings[key]}"]
         if form == "test":
             return [f"{name}: ({','.join(str(a) for a in allowed)})"]
-        values = _int_args(args) if form == "set" else []
+        values = int_args(args) if form == "set" else []
         if len(values) != 1 or values[0] not in allowed:
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
+            raise cme(CME_OPERATION_NOT_SUPPORTED)
         self.settings[key] = values[0]
-        return []
-
-    # ----- identity
-
-    def _ccid(self, form: str, args: str) -> Info:
-        if form == "test":
-            return []
-        if form not in ("exec", "read"):
-            raise _plain()
-        iccid = self.sim.identity.iccid
-        return [f"+CCID: {iccid}" if self.make.ccid_prefixed else iccid]
-
-    def _qccid(self, form: str, args: str) -> Info:
-        if form == "test":
-            return []
-        if form != "exec":
-            raise _plain()
-        return [f"+QCCID: {self.sim.identity.iccid}"]
-
-    def _crsm(self, form: str, args: str) -> Info:
-        if form == "test":
-            return []
-        if form != "set":
-            raise _plain()
-        values = _int_args(args.split(',"')[0])
-        if len(values) < 2:
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
-        if values[0] == CRSM_READ_BINARY and values[1] == EF_ICCID:
-            return [f'+CRSM: {CRSM_OK},"{iccid_ef_hex(self.sim.identity.iccid)}"']
-        return [f'+CRSM: {CRSM_FILE_NOT_FOUND},""']
-
-    def _cnum(self, form: str, args: str) -> Info:
-        if form == "test":
-            return []
-        if form != "exec":
-            raise _plain()
-        number = self.sim.identity.msisdn
-        return [f'+CNUM: "","{number}",145'] if number else []
-
-    # ----- radio
-
-    def _csq(self, form: str, args: str) -> Info:
-        if form == "test":
-            return ["+CSQ: (0-31,99),(0-7,99)"]
-        if form != "exec":
-            raise _plain()
-        return [f"+CSQ: {self.signal if self.settings['cfun'] == 1 else 99},0"]
-
-    def _registration(self, name: str, form: str, args: str) -> Info:
-        key = name[1:].lower()
-        if form == "test":
-            return [f"{name}: (0-2)"]
-        if form == "read":
-            stat = 1 if self.settings["cfun"] == 1 else 0  # 1: registered, home network
-            return [f"{name}: {self.settings[key]},{stat}"]
-        values = _int_args(args) if form == "set" else []
-        if len(values) != 1 or values[0] not in (0, 1, 2):
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
-        self.settings[key] = values[0]
-        return []
-
-    def _cops(self, form: str, args: str) -> Info:
-        operator = self.sim.identity.operator
-        plmn = PLMN_BY_OPERATOR.get(operator, "")
-        act = self.make.cops_act
-        if form == "test":
-            return [f'+COPS: (2,"{operator}","{operator}","{plmn}",{act}),,(0-4),(0-2)']
-        if form == "read":
-            if self.settings["cfun"] != 1:
-                return ["+COPS: 0"]
-            shown = plmn if self.settings["cops_format"] == 2 else operator
-            return [f'+COPS: 0,{self.settings["cops_format"]},"{shown}",{act}']
-        values = _int_args(args.split(',"')[0]) if form == "set" else []
-        if not values or values[0] not in (0, 1, 2, 3, 4):
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
-        if values[0] == 3:  # only sets the format used by the read form
-            if len(values) != 2 or values[1] not in (0, 1, 2):
-                raise _cme(CME_OPERATION_NOT_SUPPORTED)
-            self.settings["cops_format"] = values[1]
-        return []
-
-    def _cfun(self, form: str, args: str) -> Info:
-        if form == "read":
-            return [f"+CFUN: {self.settings['cfun']}"]
-        if form == "test":
-            return ["+CFUN: (0,1,4),(0,1)"]
-        values = _int_args(args) if form == "set" else []
-        if not values or values[0] not in (0, 1, 4):
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
-        self.settings["cfun"] = values[0]
-        return []
-
-    def _cpin(self, form: str, args: str) -> Info:
-        if form == "read":
-            return ["+CPIN: READY"]
-        if form == "test":
-            return []
-        raise _cme(CME_OPERATION_NOT_ALLOWED)  # no PIN is pending
-
-    def _clac(self, form: str, args: str) -> Info:
-        if form != "exec":
-            raise _plain()
-        return list(self.make.clac)
-
-    # ----- SMS settings
-
-    def _csca(self, form: str, args: str) -> Info:
-        if form == "read":
-            return [f'+CSCA: "{self.smsc}",145']
-        if form == "test":
-            return []
-        if form != "set" or not args.strip():
-            raise _cms(CMS_OPERATION_NOT_ALLOWED)
-        self.smsc = args.split(",")[0].strip().strip('"')
-        return []
-
-    def _csmp(self, form: str, args: str) -> Info:
-        if form == "read":
-            return ["+CSMP: " + ",".join(str(v) for v in self.csmp)]
-        if form == "test":
-            return []
-        values = _int_args(args) if form == "set" else []
-        if len(values) != 4 or not all(0 <= v <= 255 for v in values):
-            raise _plain()
-        self.csmp = (values[0], values[1], values[2], values[3])
-        return []
-
-    def _cpms(self, form: str, args: str) -> Info:
-        mems = ",".join(f'"{m}"' for m in STORAGES)
-        if form == "test":
-            return [f'+CPMS: ({mems}),("SM","ME"),("SM","ME")']
-        if form == "read":
-            used = ",".join(f'"{m}",0,{STORAGE_CAPACITY}' for m in self.cpms)
-            return [f"+CPMS: {used}"]
-        chosen = _quoted(args) if form == "set" else []
-        if not 1 <= len(chosen) <= 3 or any(m not in STORAGES for m in chosen):
-            raise _cms(CMS_OPERATION_NOT_ALLOWED)
-        merged = (*chosen, *self.cpms[len(chosen) :])
-        self.cpms = (merged[0], merged[1], merged[2])
-        return ["+CPMS: " + ",".join(f"0,{STORAGE_CAPACITY}" for _ in self.cpms)]
-
-    def _cnmi(self, form: str, args: str) -> Info:
-        if form == "read":
-            return ["+CNMI: " + ",".join(str(v) for v in self.cnmi)]
-        if form == "test":
-            ds = ",".join(str(d) for d in range(self.make.cnmi_max_ds + 1))
-            return [f"+CNMI: (0-3),(0-3),(0,2),({ds}),(0,1)"]
-        values = _int_args(args) if form == "set" else []
-        if not 1 <= len(values) <= 5:
-            raise _plain()
-        values += [0] * (5 - len(values))
-        # SIM800 knows only ds=0/1 and answers a plain ERROR to ds=2, like the real one.
-        if values[3] > self.make.cnmi_max_ds or values[0] > 3 or values[1] > 3:
-            raise _plain()
-        self.cnmi = (values[0], values[1], values[2], values[3], values[4])
-        return []
-
-    def _cscs(self, form: str, args: str) -> Info:
-        if form == "test":
-            return ["+CSCS: (" + ",".join(f'"{c}"' for c in CHARSETS) + ")"]
-        if form == "read":
-            return [f'+CSCS: "{self.cscs}"']
-        chosen = _quoted(args) if form == "set" else []
-        if len(chosen) != 1 or chosen[0] not in CHARSETS:
-            raise _cme(CME_OPERATION_NOT_SUPPORTED)
-        self.cscs = chosen[0]
-        return []
-
-    # ----- SMS storage (empty until inbound injection exists)
-
-    def _cmgl(self, form: str, args: str) -> Info:
-        if form == "test":
-            return ["+CMGL: (0-4)"]
-        return []
-
-    def _cmgr(self, form: str, args: str) -> Info:
-        if form != "set":
-            raise _plain()
-        _int_args(args)
-        return []  # an empty slot answers a bare OK on SIM800
-
-    def _cmgd(self, form: str, args: str) -> Info:
-        if form == "test":
-            return [f"+CMGD: (1-{STORAGE_CAPACITY}),(0-4)"]
-        if form != "set" or not _int_args(args):
-            raise _plain()
         return []
 
     # ----- sending
@@ -615,12 +377,12 @@ class SimModem:
         if form == "test":
             return []
         if form != "set":
-            raise _plain()
+            raise plain()
         if self.settings["cmgf"] != 0:
-            raise _cms(CMS_OPERATION_NOT_ALLOWED)  # text-mode sending is not simulated
-        values = _int_args(args)
+            raise cms(CMS_OPERATION_NOT_ALLOWED)  # text-mode sending is not simulated
+        values = int_args(args)
         if len(values) != 1 or not 1 <= values[0] <= MAX_TPDU_OCTETS:
-            raise _cms(CMS_INVALID_PDU_PARAMETER)
+            raise cms(CMS_INVALID_PDU_PARAMETER)
         self._pdu_length = values[0]
         self._pdu = bytearray()
         self.mode = Mode.PROMPT
@@ -633,11 +395,12 @@ class SimModem:
             part = decode_submit(text, self._pdu_length)
         except InvalidPdu:
             self.mode = Mode.COMMAND
-            self._final_error(_cms(CMS_INVALID_PDU_PARAMETER))
+            self._final_error(cms(CMS_INVALID_PDU_PARAMETER))
             return
-        if self.settings["cfun"] != 1:
+        refusal = self._send_refusal()
+        if refusal is not None:
             self.mode = Mode.COMMAND
-            self._final_error(_cms(CMS_NO_NETWORK_SERVICE))
+            self._final_error(refusal)
             return
         # The modem stamps TP-MR itself on every submit attempt (23.040 9.2.3.6), failed or not.
         mr = self.sim.take_mr()
@@ -652,6 +415,42 @@ class SimModem:
         else:
             sender = Sender(self.port_name, self.imei, self.sim.identity.iccid)
             self._network.submit(sender, part, mr)
+            self._faults.sends_ok += 1
             self._send(f"{CRLF}+CMGS: {mr}{CRLF}{CRLF}OK{CRLF}")
+            if part.status_report_requested:
+                self._schedule_reports(part.to, mr)
         self.mode = Mode.COMMAND
         self._run()
+
+    def _send_refusal(self) -> Failure | None:
+        """The error a send fails with at once: no SIM, or no network to carry it."""
+        if self._faults.sim_state != "ready":
+            return cms(CMS_SIM_NOT_INSERTED)
+        if not self.on_air:
+            return cms(CMS_NO_NETWORK_SERVICE)
+        return None
+
+    # ----- status reports
+
+    def _schedule_reports(self, recipient: str, mr: int) -> None:
+        submitted = self.clock()
+        self.sim.sent[mr] = (recipient, submitted)
+        policy = self._faults.reports
+        for step, status in enumerate(REPORT_STATUSES[policy.outcome], start=1):
+            self._schedule(policy.delay_s * step, partial(self._timed_report, mr, status))
+
+    def _timed_report(self, mr: int, status: int) -> None:
+        self.report(mr, status)
+
+    def report(self, mr: int, status: int, recipient: str | None = None) -> dict[str, object]:
+        """Emit one SMS-STATUS-REPORT for TP-MR `mr` now, routed by +CNMI <ds>."""
+        known, submitted = self.sim.sent.get(mr, (UNKNOWN_RECIPIENT, self.clock()))
+        pdu = encode_status_report(
+            mr, recipient or known, submitted, self.clock(), status, self.sms_center
+        )
+        return self.receive_report(pdu)
+
+    @property
+    def sms_center(self) -> str:
+        """The operator's SMSC, as it appears in front of PDUs the network delivers."""
+        return SMSC_BY_OPERATOR.get(self.sim.identity.operator, "")

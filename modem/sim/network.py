@@ -14,6 +14,7 @@ from pathlib import Path
 # code must not be mirrored here where it would cancel out.
 from gsmmodem.pdu import Concatenation, decodeSmsPdu
 
+from modem.sim.deliver import gsm7_text, unpack_septets
 from modem.sim.errors import InvalidPdu
 
 JOURNAL_NAME = "network.jsonl"
@@ -21,6 +22,7 @@ JOURNAL_NAME = "network.jsonl"
 TP_MTI_MASK = 0x03
 TP_MTI_SUBMIT = 0x01
 TP_SRR = 0x20  # status report requested
+TP_UDHI = 0x40  # user data header present
 TP_VPF_MASK = 0x18
 VP_OCTETS = (0, 7, 1, 7)  # by TP-VPF: none, enhanced, relative, absolute
 IEI_CONCAT_8BIT = 0x00
@@ -89,6 +91,18 @@ def _dcs_and_user_data(tpdu: bytes) -> tuple[int, int, int]:
     return tpdu[dcs_at], tpdu[udl_at], len(tpdu) - udl_at - 1
 
 
+def _submit_gsm7_text(tpdu: bytes) -> str:
+    """The GSM-7 text of an SMS-SUBMIT, unpacked here: the library's decoder drops a
+    final "@" and the first character of parts with a 7-octet (16-bit) header."""
+    da_digits = tpdu[2]
+    udl_at = 3 + 1 + (da_digits + 1) // 2 + 1 + 1 + VP_OCTETS[(tpdu[0] & TP_VPF_MASK) >> 3]
+    udl, ud = tpdu[udl_at], tpdu[udl_at + 1 :]
+    header = ud[0] + 1 if tpdu[0] & TP_UDHI else 0
+    fill = (7 - header * 8 % 7) % 7 if header else 0
+    header_septets = (header * 8 + fill) // 7
+    return gsm7_text(unpack_septets(ud[header:], udl - header_septets, fill))
+
+
 def _user_data_octets(encoding: str, udl: int) -> int:
     """Octets TP-UDL announces: septets packed for GSM-7, octets otherwise."""
     return (udl * 7 + 7) // 8 if encoding == "gsm7" else udl
@@ -127,9 +141,7 @@ def decode_submit(pdu_hex: str, declared_length: int) -> SubmitPart:
         raise InvalidPdu("no destination address")
     text = decoded.get("text", "")
     if encoding == "gsm7":
-        # The library's table has "`" at 0x5F where GSM 03.38 has "§"; "`" itself
-        # cannot be sent in GSM-7, so every one of them is a "§".
-        text = text.replace("`", "§")
+        text = _submit_gsm7_text(tpdu)
     return SubmitPart(
         to=number,
         text=text,

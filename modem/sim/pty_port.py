@@ -8,13 +8,17 @@ import os
 import select
 import threading
 import tty
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import structlog
 
 from modem.sim.device import Action, Faults, Latency, Mode, NetworkLink, SimCard, SimModem
+from modem.sim.errors import ControlError
 from modem.sim.makes import Make
+from modem.sim.storage import ModemMemories
 from modem.sim.timers import TimerThread
 
 log = structlog.get_logger(__name__)
@@ -24,6 +28,9 @@ READ_CHUNK = 4096
 # How long a write may wait for a client that does not read before the bytes are dropped
 # (a real UART would lose them too); keeps a stuck client from freezing the port thread.
 WRITE_STALL_S = 1.0
+REFERENCE_SPREAD = 37  # start each port's inbound concatenation references apart
+
+T = TypeVar("T")
 
 
 def port_name(index: int) -> str:
@@ -65,6 +72,8 @@ class PtyPort:
         self.imei = imei
         self.sim = sim
         self.faults = Faults()
+        self.memories = ModemMemories()  # the modem's flash keeps ME/SR across a replug
+        self.next_reference = (index * REFERENCE_SPREAD) % 256
         self.hung = False
         self._network = network
         self._latency = latency
@@ -104,7 +113,7 @@ class PtyPort:
             modem = SimModem(
                 self.make, self.imei, self.sim, self.name, self._network,
                 emit=self._write, schedule=timers.schedule,
-                latency=self._latency, faults=self.faults,
+                latency=self._latency, faults=self.faults, memories=self.memories,
             )  # fmt: skip
             reader = threading.Thread(target=self._read_loop, name=f"sim-{self.name}", daemon=True)
             session = _Session(master, slave, slave_path, wake_r, wake_w, modem, timers, reader)
@@ -142,6 +151,26 @@ class PtyPort:
         """Make the next `count` sends on this port answer `error` after the latency."""
         with self._io_lock:
             self.faults.fail_next(error, count)
+
+    def with_modem(self, action: Callable[[SimModem], T]) -> T:
+        """Run `action` on the live modem under the port's lock; ControlError if unplugged."""
+        with self._io_lock:
+            session = self._session
+            if session is None:
+                raise ControlError(f"port {self.index} is unplugged")
+            return action(session.modem)
+
+    def configure(self, action: Callable[[Faults], T]) -> T:
+        """Change the port's conditions under its lock (they apply plugged or not)."""
+        with self._io_lock:
+            return action(self.faults)
+
+    def write_raw(self, data: bytes) -> None:
+        """Write bytes to the client as if the modem had sent them; ControlError if unplugged."""
+        with self._io_lock:
+            if self._session is None:
+                raise ControlError(f"port {self.index} is unplugged")
+            self._write(data)
 
     def _point_link(self, target: str) -> None:
         # Replace atomically so a client globbing the directory never sees a half-made link.
@@ -216,4 +245,13 @@ class PtyPort:
             "operator": self.sim.identity.operator,
             "plugged": self.plugged,
             "hung": self.hung,
-        }
+            "inbox_used": {
+                "SM": self.sim.sm.used, "ME": self.memories.me.used, "SR": self.memories.sr.used,
+            },
+            "reports_sent": self.faults.reports_sent,
+            "blocked": self.faults.blocked,
+            "refused_full": self.faults.refused_full,
+            "sim": self.faults.sim_state,
+            "csq": self.faults.csq,
+            "creg": self.faults.creg,
+        }  # fmt: skip

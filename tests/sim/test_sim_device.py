@@ -129,7 +129,7 @@ IDENTITY_TABLE = [
     (SIM800, "AT+CMMS=2", OK),
     (SIM800, "AT+CSCS=?", _info('+CSCS: ("IRA","GSM","UCS2","HEX","PCCP","PCDN","8859-1")')),
     (SIM800, "AT+CPMS=?", _info('+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")')),
-    (SIM800, 'AT+CPMS="ME","ME","ME"', _info("+CPMS: 0,50,0,50,0,50")),
+    (SIM800, 'AT+CPMS="ME","ME","ME"', _info("+CPMS: 0,100,0,100,0,100")),
     (SIM800, "AT+CSCA?", _info('+CSCA: "+8613800100500",145')),
     (SIM800, "AT+CGMI;+CGMM", "\r\nSIMCOM_Ltd\r\n\r\nSIMCOM_SIM800C\r\n" + OK),
 ]

@@ -35,8 +35,9 @@ class SimulatedPool:
             [*smsgw_command(), "simulate", "--ports", str(ports), "--dir", str(directory),
              "--latency", str(latency[0]), str(latency[1]), "--make", make],
             stdout=log, stderr=log)
-        wait_until(lambda: all((self.dir / f"ttyGSM{i}").exists() for i in range(ports)), 15,
-                   "the simulated ports to appear")
+        wait_until(lambda: all((self.dir / f"ttyGSM{i}").exists() for i in range(ports))
+                   and (self.dir / "control.sock").exists(), 15,
+                   "the simulated ports and control socket to appear")
 
     def network(self) -> list[dict[str, Any]]:
         """Every message the simulated network received, in order."""
