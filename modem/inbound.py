@@ -15,6 +15,7 @@ from typing import Any
 from gsmmodem.pdu import Concatenation, decodeSmsPdu
 
 from modem.errors import ModemError
+from modem.pdu import gsm7_decode, gsm7_unpack
 
 # Lines a modem may print at any moment; they are pulled out of command answers too,
 # because python-gsmmodem files a notification that arrives mid-command under that command.
@@ -147,9 +148,10 @@ def decode_deliver(pdu: str) -> ReceivedPart:
     for ie in data.get("udh") or ():
         if isinstance(ie, Concatenation) and ie.parts:
             reference, total, number = ie.reference, ie.parts, ie.number
-    text = _fix_text(str(data.get("text", "")))
+    encoding = _encoding(pdu)
+    text = _deliver_gsm7_text(pdu) if encoding == "gsm7" else _fix_text(str(data.get("text", "")))
     return ReceivedPart(
-        sender=str(data.get("number") or ""), text=text, encoding=_encoding(pdu),
+        sender=str(data.get("number") or ""), text=text, encoding=encoding,
         sent_at=data.get("time"), reference=reference, total=total, number=number,
         fingerprint=hashlib.sha1(pdu.upper().encode()).hexdigest())
 
@@ -173,6 +175,21 @@ def _decode(pdu: str) -> dict[str, Any]:
 def _fix_text(text: str) -> str:
     # The library's UCS2 decoder leaves lone surrogates for characters outside the BMP.
     return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+def _deliver_gsm7_text(pdu: str) -> str:
+    """GSM-7 text of an SMS-DELIVER, unpacked here: the library's decoder drops a final
+    "@" and the first character of each part with a 16-bit concatenation header."""
+    octets = bytes.fromhex(pdu)
+    pos = 1 + octets[0]  # SMSC
+    udhi = bool(octets[pos] & 0x40)
+    pos += 1
+    pos += 2 + (octets[pos] + 1) // 2  # OA: length in digits, type, digits
+    pos += 1 + 1 + 7  # PID, DCS, SCTS
+    udl, ud = octets[pos], octets[pos + 1 :]
+    header = ud[0] + 1 if udhi else 0
+    fill = (7 - header * 8 % 7) % 7 if header else 0
+    return gsm7_decode(gsm7_unpack(ud[header:], udl - (header * 8 + fill) // 7, fill))
 
 
 def _encoding(pdu: str) -> str:

@@ -24,6 +24,7 @@ GSM7_EXTENSION = {
 }
 ESC = 0x1B
 _BASIC_INDEX = {ch: i for i, ch in enumerate(GSM7_BASIC) if i != ESC}
+_EXTENSION_CHAR = {code: ch for ch, code in GSM7_EXTENSION.items()}
 _GSM7_ONLY = re.compile("[" + re.escape("".join(_BASIC_INDEX) + "".join(GSM7_EXTENSION)) + "]*")
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
 
@@ -173,6 +174,27 @@ def gsm7_encode(text: str) -> list[int]:
         else:
             raise ValueError(f"GSM-7 has no {ch!r}")
     return out
+
+
+def gsm7_unpack(data: bytes, count: int, fill_bits: int = 0) -> list[int]:
+    """The first `count` 7-bit values of `data` after `fill_bits` padding bits."""
+    bits = int.from_bytes(data, "little")
+    return [(bits >> (fill_bits + 7 * i)) & 0x7F for i in range(count)]
+
+
+def gsm7_decode(values: list[int]) -> str:
+    """Text of GSM 03.38 septet values; an unknown extension reads as a space (23.038)."""
+    out: list[str] = []
+    escaped = False
+    for value in values:
+        if escaped:
+            out.append(_EXTENSION_CHAR.get(value, " "))
+            escaped = False
+        elif value == ESC:
+            escaped = True
+        else:
+            out.append(GSM7_BASIC[value])
+    return "".join(out)
 
 
 def _pack_septets(septets: list[int], fill_bits: int) -> bytes:

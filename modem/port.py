@@ -33,6 +33,8 @@ from modem.pdu import SubmitPdu
 
 RESET_READ_S = 5.0  # AT+CFUN takes a few seconds on real modems
 RESET_READ_MAX = 256
+# 27.007 §9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15 wrong SIM
+CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
 PROMPT_TIMEOUT_S = 5.0
 USSD_TIMEOUT_S = 20.0  # AT+CMGS=<n> answers "> " at once on every modem we know
 COMMAND_TIMEOUT_S = 10.0
@@ -117,6 +119,9 @@ def _translated(command: str) -> Iterator[None]:
     except gsm_exc.PinRequiredError as e:
         raise SimNotReady(f"SIM asks for a PIN ({command})") from e
     except gsm_exc.CmeError as e:
+        if int(e.code) in CME_SIM_TROUBLE:
+            raise SimNotReady(f"+CME ERROR: {e.code} on {command} (SIM missing, locked or "
+                              "failed)") from e
         raise CmeError(command, int(e.code)) from e
     except gsm_exc.TimeoutException as e:
         raise ModemTimeout(f"no answer to {command}") from e
