@@ -64,7 +64,7 @@ class Rejected(ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
+class BatchLimits:
     """What the gateway's configuration allows."""
 
     default_region: str
@@ -110,7 +110,7 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse(payload: bytes, limits: Limits, now: float) -> ParsedBatch:
+def parse(payload: bytes, limits: BatchLimits, now: float) -> ParsedBatch:
     """Validate every message of a Batch payload received at `now` (epoch seconds)."""
     doc = decode(payload)
     batch_id = doc.get("batch_id")
@@ -138,7 +138,7 @@ def parse(payload: bytes, limits: Limits, now: float) -> ParsedBatch:
     return ParsedBatch(batch_id, messages, rejected)
 
 
-def _batch_defaults(doc: dict[str, Any], limits: Limits) -> _Defaults:
+def _batch_defaults(doc: dict[str, Any], limits: BatchLimits) -> _Defaults:
     template = doc.get("template")
     if template is not None:
         if not isinstance(template, str):
@@ -156,7 +156,8 @@ def _batch_defaults(doc: dict[str, Any], limits: Limits) -> _Defaults:
     )
 
 
-def _message(item: Any, batch_id: str, d: _Defaults, limits: Limits, now: float) -> NewMessage:
+def _message(item: Any, batch_id: str, d: _Defaults, limits: BatchLimits,
+             now: float) -> NewMessage:
     if not isinstance(item, dict):
         raise Rejected("bad_message", f"a message must be an object, not {type(item).__name__}")
     hq_id = item.get("id")

@@ -14,12 +14,15 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
 EX_CONFIG = 78
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
 DEFAULT_CONFIG = "/etc/smsgw/smsgw.toml"
 _GATEWAY_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -38,6 +41,9 @@ def _check(pred: Callable[[Any], bool], problem: str) -> dict[str, Any]:
 
 def _region_ok(value: str) -> bool:
     return value in phonenumbers.SUPPORTED_REGIONS
+
+
+_COUNT = _check(lambda v: v >= 0, "must be >= 0 (0 = no limit)")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class MqttSettings:
     port: int = field(default=1883, metadata=_check(lambda v: 0 < v < 65536, "must be 1..65535"))
     username: str = ""
     password_file: str = ""
+    # systemd LoadCredential= name: the password is read from $CREDENTIALS_DIRECTORY/<name>
+    password_credential: str = ""
     keepalive: int = field(default=30, metadata=_check(lambda v: 5 <= v <= 3600,
                                                        "must be 5..3600 seconds"))
     session_expiry_s: int = field(default=7 * 86400, metadata=_check(
@@ -101,6 +109,15 @@ class SendSettings:
                                                              "must be 0..9"))
     settle_s: float = field(default=300.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
     grace_s: float = field(default=10.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
+    max_attempts: int = field(default=3, metadata=_check(lambda v: 1 <= v <= 20,
+                                                         "must be 1..20"))
+    retry_backoff_s: float = field(default=30.0, metadata=_check(lambda v: 0 <= v <= 86400,
+                                                                 "must be 0..86400"))
+    per_recipient_24h: int = field(default=0, metadata=_COUNT)
+    bench_after_failures: int = field(default=3, metadata=_check(lambda v: 1 <= v <= 100,
+                                                                 "must be 1..100"))
+    bench_s: float = field(default=1800.0, metadata=_check(lambda v: 1 <= v <= 7 * 86400,
+                                                           "must be 1..604800 seconds"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,81 @@ class ReceiveSettings:
     optout_confirmation: str = ""
     inactive_after: int = field(default=3, metadata=_check(lambda v: 1 <= v <= 100,
                                                            "must be 1..100"))
+
+
+def _zone_ok(value: str) -> bool:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def _clock_ok(value: str) -> bool:
+    return value == "" or bool(_HHMM.fullmatch(value))
+
+
+def _date_ok(value: str) -> bool:
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+_OVERRIDE = _check(lambda v: v is None or (isinstance(v, int | float)
+                                           and not isinstance(v, bool) and v >= 0),
+                   "must be a number >= 0 (0 = no limit)")
+
+
+@dataclass(frozen=True)
+class SimLimitSettings:
+    """Per-ICCID overrides; a key left out keeps the [limits] default."""
+
+    per_minute: int | None = field(default=None, metadata=_OVERRIDE)
+    per_hour: int | None = field(default=None, metadata=_OVERRIDE)
+    per_day: int | None = field(default=None, metadata=_OVERRIDE)
+    per_month: int | None = field(default=None, metadata=_OVERRIDE)
+    min_gap_s: float | None = field(default=None, metadata=_OVERRIDE)
+
+
+@dataclass(frozen=True)
+class HolidaySettings:
+    start: str = field(metadata=_check(_date_ok, "must be a date like 2027-02-05"))
+    end: str = field(metadata=_check(_date_ok, "must be a date like 2027-02-20"))
+    per_minute: int = field(default=0, metadata=_COUNT)
+    per_hour: int = field(default=500, metadata=_COUNT)
+    per_day: int = field(default=2000, metadata=_COUNT)
+    per_month: int = field(default=0, metadata=_COUNT)
+    min_gap_s: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
+
+
+@dataclass(frozen=True)
+class LimitsSettings:
+    timezone: str = field(default="Asia/Shanghai", metadata=_check(
+        _zone_ok, "must be an IANA time zone such as Asia/Shanghai"))
+    per_minute: int = field(default=0, metadata=_COUNT)
+    per_hour: int = field(default=200, metadata=_COUNT)
+    per_day: int = field(default=1000, metadata=_COUNT)
+    per_month: int = field(default=0, metadata=_COUNT)
+    min_gap_s: float = field(default=0.0, metadata=_check(lambda v: v >= 0, "must be >= 0"))
+    sim: dict[str, SimLimitSettings] = field(default_factory=dict)
+    holiday: tuple[HolidaySettings, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuietHoursSettings:
+    start: str = field(default="", metadata=_check(_clock_ok, 'must be "HH:MM" or ""'))
+    end: str = field(default="", metadata=_check(_clock_ok, 'must be "HH:MM" or ""'))
+
+
+@dataclass(frozen=True)
+class RouteSettings:
+    prefix: str = field(metadata=_check(lambda v: bool(re.fullmatch(r"\+[0-9]{1,15}", v)),
+                                        'must be "+" and digits, e.g. "+86138"'))
+    iccids: tuple[str, ...] = ()
+    operators: tuple[str, ...] = ()
+    fallback: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +237,9 @@ class Settings:
     send: SendSettings = SendSettings()
     receive: ReceiveSettings = ReceiveSettings()
     leds: LedSettings = LedSettings()
+    limits: LimitsSettings = LimitsSettings()
+    quiet_hours: QuietHoursSettings = QuietHoursSettings()
+    routing: tuple[RouteSettings, ...] = ()
 
     @property
     def data_dir(self) -> Path:
@@ -203,10 +298,19 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _coerce(hint: Any, value: Any, key: str) -> Any:
     origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
     if origin is tuple:
         if not isinstance(value, list):
             raise ConfigError(key, f"must be a list (got {type(value).__name__})")
+        item = args[0] if args else None
+        if isinstance(item, type) and dataclasses.is_dataclass(item):
+            return tuple(_build(item, v, f"{key}[{i}].") for i, v in enumerate(value))
         return tuple(value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a table (got {type(value).__name__})")
+        item = args[1]
+        return {k: _build(item, v, f"{key}.{k}.") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
         return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -20,10 +20,19 @@ from daemon import logs
 REQUEST_TIMEOUT_S = 5.0
 MAX_REQUEST = 64 * 1024
 SOCKET_MODE = 0o660  # the smsgw group may ask; others may not
+MAX_CONCURRENT = 8  # a slow request (USSD) must not block `smsgw status`
 
 
 class StatusUnavailable(ConnectionError):
     """No daemon answers on the control socket."""
+
+
+class RequestError(ValueError):
+    """A request the daemon understood but cannot carry out; the message is for the technician."""
+
+
+class RequestFailed(RuntimeError):
+    """The daemon answered a request with an error."""
 
 
 class ControlServer:
@@ -55,20 +64,34 @@ class ControlServer:
             self._path.unlink()
 
     def _serve(self) -> None:
+        slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         while self._sock is not None:
             try:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if not slots.acquire(timeout=REQUEST_TIMEOUT_S):
+                conn.close()  # too many at once: the caller says "not answering"
+                continue
+            threading.Thread(target=self._one, args=(conn, slots), name="control-request",
+                             daemon=True).start()
+
+    def _one(self, conn: socket.socket, slots: threading.BoundedSemaphore) -> None:
+        """Answer one connection (on its own short-lived thread)."""
+        try:
             with conn:
                 conn.settimeout(REQUEST_TIMEOUT_S)
                 try:
                     reply = self._answer(_read_line(conn))
+                except RequestError as e:
+                    reply = {"ok": False, "error": str(e)}
                 except Exception as e:
                     self._log.exception("control_request_failed")
                     reply = {"ok": False, "error": repr(e)}
                 with contextlib.suppress(OSError):
                     conn.sendall(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
+        finally:
+            slots.release()
 
     def _answer(self, raw: bytes) -> dict[str, Any]:
         request = json.loads(raw.decode("utf-8"))
@@ -89,20 +112,27 @@ def _read_line(conn: socket.socket) -> bytes:
     return data
 
 
-def request(path: Path, payload: dict[str, Any]) -> Any:
-    """Send one request to the daemon at `path`; raises StatusUnavailable when none answers."""
+def request(path: Path, payload: dict[str, Any], timeout: float = REQUEST_TIMEOUT_S) -> Any:
+    """Send one request to the daemon at `path`.
+
+    Raises StatusUnavailable when no daemon answers, RequestFailed when it answers with an error.
+    """
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(REQUEST_TIMEOUT_S)
+            sock.settimeout(timeout)
             sock.connect(str(path))
             sock.sendall(json.dumps(payload).encode() + b"\n")
             reply = json.loads(_read_line(sock).decode("utf-8"))
     except FileNotFoundError as e:
         raise StatusUnavailable(f"no control socket at {path}") from e
+    except PermissionError as e:
+        raise StatusUnavailable(f"{path}: permission denied (are you in the smsgw group?)") from e
     except (ConnectionRefusedError, TimeoutError, OSError, ValueError) as e:
         raise StatusUnavailable(f"{path}: {e}") from e
+    if not isinstance(reply, dict):
+        raise StatusUnavailable(f"{path}: not a daemon reply")
     if not reply.get("ok"):
-        raise StatusUnavailable(str(reply.get("error")))
+        raise RequestFailed(str(reply.get("error")))
     return reply["result"]
 
 
@@ -110,25 +140,61 @@ def request_status(path: Path) -> dict[str, Any]:
     return dict(request(path, {"cmd": "status"}))
 
 
+# --- rendering for the terminal (the `smsgw` commands) --------------------------
+
+
+def render_json(result: Any) -> str:
+    return json.dumps(result, ensure_ascii=False, indent=2)
+
+
+def _cell(value: Any) -> str:
+    if value is None or value == "":
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value).replace("\n", " ")
+
+
+def render_table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned columns; `columns` is (key, HEADER) pairs; missing values are "-"."""
+    cells = [[_cell(row.get(key)) for key, _ in columns] for row in rows]
+    widths = [max([len(header), *(len(r[i]) for r in cells)])
+              for i, (_, header) in enumerate(columns)]
+    lines = ["  ".join(h.ljust(w) for (_, h), w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+PORT_COLUMNS = [("port", "PORT"), ("state", "STATE"), ("imei", "IMEI"), ("iccid", "ICCID"),
+                ("operator", "OPERATOR"), ("signal", "SIGNAL"), ("registered", "REG"),
+                ("sent_today", "SENT_TODAY"), ("last_error", "LAST_ERROR")]
+
+
 def render_status(status: dict[str, Any], as_json: bool) -> str:
     """The status as aligned text for a terminal, or as JSON."""
     if as_json:
-        return json.dumps(status, ensure_ascii=False, indent=2)
+        return render_json(status)
     q = status["queue"]
+    broker = status.get("broker") or {"connected": status.get("online")}
+    where = f" ({broker['host']}:{broker['port']})" if "host" in broker else ""
+    link = "connected" if broker["connected"] else "DISCONNECTED, reconnecting"
+    health = status.get("health") or {"pool": "-", "ready": "-", "total": "-", "faults": []}
     lines = [
-        f"gateway  online={status['online']}  paused={status.get('paused')}  "
-        f"version={status['version']}  started={status['started_at']}",
-        f"queue    queued={q['queued']}  scheduled={q['scheduled']}  sending={q['sending']}  "
-        f"unpublished={status['unpublished']}",
-        "",
+        f"gateway      {status.get('gw', '-')}  version {status['version']}  "
+        f"started {status['started_at']}  paused {_cell(status.get('paused'))}",
+        f"broker       {link}{where}",
+        f"queue        queued {q['queued']}  scheduled {q['scheduled']}  "
+        f"sending {q['sending']}",
+        f"unpublished  {status['unpublished']} events waiting for the broker",
+        f"pool         {health['pool']}: {health['ready']} of {health['total']} ports ready",
     ]
-    columns = ("port", "state", "imei", "iccid", "operator", "signal", "registered",
-               "sent_today", "last_error")
-    rows = [[str(m.get(c) if m.get(c) is not None else "-") for c in columns]
-            for m in status["modems"]]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c)
-              for i, c in enumerate(columns)]
-    lines.append("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for r in rows:
-        lines.append("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)))
+    faults = health["faults"]
+    if not faults:
+        lines.append("faults       none")
+    for i, f in enumerate(faults):
+        head = "faults       " if i == 0 else "             "
+        lines.append(f"{head}{f['fault']} (LED code {f['code']}): {f['detail']}")
+        lines.append(f"               fix: {f['advice']}")
+    lines.append("")
+    lines.append(render_table(PORT_COLUMNS, status["modems"]))
     return "\n".join(line.rstrip() for line in lines)

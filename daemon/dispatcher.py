@@ -1,7 +1,11 @@
-"""The dispatcher thread: hands queued messages to idle ports, one message per port at a time.
+"""The dispatcher thread: places queued messages on idle, eligible ports.
 
-Policy lives in `order_idle_ports` (a plain function); the loop only wakes,
-claims and hands over. Claiming commits `sending` before any PDU is written.
+Each round it looks at the next few queued messages in dispatch order (urgent,
+priority, fair rank), defers those that must wait (quiet hours, frequency cap),
+and gives each of the rest to the best idle port: a preferred route first, then
+the least-used SIM, not the SIM it just failed on. Claiming commits `sending`
+before any PDU is written. Policy lives in plain functions (daemon/quota.py,
+daemon/schedule.py, `choose_port` below).
 """
 
 from __future__ import annotations
@@ -9,13 +13,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from daemon import logs
-from store.store import Claimed, Store
+from daemon.quota import QuotaPolicy, blocked
+from daemon.schedule import QuietHours, Route, cap_until, quiet_until, route_for
+from store.store import Candidate, Claimed, SimCounters, Store
 
 HOUSEKEEPING_S = 1.0  # how often scheduled messages are promoted and overdue ones expired
 MAX_WAIT_S = 1.0
+PEEK_PER_PORT = 4  # candidates looked at per idle port each round: bounds the work
 
 
 class Port(Protocol):
@@ -29,29 +37,55 @@ class Port(Protocol):
     @property
     def iccid(self) -> str | None: ...
 
+    @property
+    def operator(self) -> str | None: ...
+
     def assign(self, job: Claimed) -> None: ...
 
 
-def order_idle_ports(ports: Sequence[Port], sent_by_iccid: dict[str, int]) -> list[Port]:
-    """Idle ports, least-used SIM first, so load spreads evenly over the SIMs."""
-    idle = [p for p in ports if p.idle and p.iccid]
-    return sorted(idle, key=lambda p: (sent_by_iccid.get(p.iccid or "", 0), p.name))
+@dataclass(frozen=True)
+class SendPolicy:
+    """Everything the dispatcher decides with."""
+
+    quota: QuotaPolicy
+    quiet: QuietHours | None
+    per_recipient_24h: int
+    routes: tuple[Route, ...]
+
+
+def choose_port(candidate: Candidate, ports: Sequence[Port],
+                routes: tuple[Route, ...]) -> Port | None:
+    """The port for this message among idle eligible `ports` (least-used first), or None."""
+    pool = list(ports)
+    route = route_for(candidate.to, routes)
+    if route is not None:
+        preferred = [p for p in pool if route.prefers(p.iccid, p.operator)]
+        if preferred:
+            pool = preferred
+        elif not route.fallback:
+            return None  # wait for a preferred SIM
+    if not pool:
+        return None
+    others = [p for p in pool if p.iccid != candidate.avoid_iccid]
+    return (others or pool)[0]
 
 
 class Dispatcher:
-    """Claims the next message for each idle port whenever something changes."""
+    """Hands messages to ports whenever something changes, and at least every second."""
 
     def __init__(self, store: Store, ports: Callable[[], Sequence[Port]],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], policy: SendPolicy) -> None:
         self._store = store
         self._ports = ports
         self._clock = clock
+        self._policy = policy
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._paused = threading.Event()
         self._log = logs.get("dispatcher")
         self._housekeeping_at = 0.0
         self.last_progress = time.monotonic()
+        self.quota_blocked: dict[str, str] = {}  # iccid -> why (for state and LEDs)
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -97,16 +131,66 @@ class Dispatcher:
 
     def _housekeeping(self) -> None:
         now = self._clock()
-        if now - self._housekeeping_at < HOUSEKEEPING_S:
+        if abs(now - self._housekeeping_at) < HOUSEKEEPING_S:
             return
         self._housekeeping_at = now
         self._store.expire_overdue(now)
         self._store.promote_due(now)
 
+    def _eligible_ports(self, now: float) -> list[Port]:
+        counters = self._store.sim_counters()
+        day_key = self._policy.quota.keys(now)["day"]
+        eligible = []
+        blocked_now: dict[str, str] = {}
+        for port in self._ports():
+            if not port.idle or not port.iccid:
+                continue
+            sim = counters.get(port.iccid)
+            block = blocked(self._policy.quota, sim, port.iccid, now)
+            if block is not None:
+                blocked_now[port.iccid] = block.period
+                if block.period not in ("gap", "benched"):
+                    self._store.note_quota(port.iccid, block.key, port.name, block.period,
+                                           block.limit, block.until, now)
+                continue
+            eligible.append(port)
+        self.quota_blocked = blocked_now
+        return sorted(eligible, key=lambda p: (_day_count(counters, p.iccid, day_key), p.name))
+
     def _hand_out(self) -> None:
-        ports = order_idle_ports(self._ports(), self._store.sim_counts())
-        for port in ports:
-            job = self._store.claim_next(port.name, port.iccid or "", self._clock())
-            if job is None:
+        now = self._clock()
+        ports = self._eligible_ports(now)
+        if not ports:
+            return
+        for candidate in self._store.peek_queued(len(ports) * PEEK_PER_PORT):
+            if not ports:
                 return
-            port.assign(job)
+            if self._defer_if_needed(candidate, now):
+                continue
+            port = choose_port(candidate, ports, self._policy.routes)
+            if port is None:
+                continue
+            job = self._store.claim(candidate.id, port.name, port.iccid or "", now)
+            if job is not None:
+                port.assign(job)
+                ports.remove(port)
+
+    def _defer_if_needed(self, candidate: Candidate, now: float) -> bool:
+        """Schedule a message that may not go now; True when it was deferred."""
+        if not candidate.urgent:
+            until = quiet_until(candidate.to, now, self._policy.quiet)
+            if until is not None:
+                self._store.defer(candidate.id, until, "quiet_hours", now)
+                return True
+        cap = self._policy.per_recipient_24h
+        if cap:
+            until = cap_until(self._store.sent_to_since(candidate.to, now - 86400), now, cap)
+            if until is not None:
+                self._store.defer(candidate.id, until, "frequency_cap", now)
+                return True
+        return False
+
+
+def _day_count(counters: dict[str, SimCounters], iccid: str | None, day_key: str) -> int:
+    sim = counters.get(iccid or "")
+    return sim.count("day", day_key) if sim else 0

@@ -10,10 +10,14 @@ from enum import StrEnum
 
 from modem.errors import CmsError, ModemError, ModemGone, ModemTimeout
 
-# CMS codes worth another try (27.005 §3.2.5 and vendors): congestion and temporary
-# network failures. Anything else is final for this message.
-TRANSIENT_CMS = frozenset({38, 41, 42, 47, 98, 111, 331, 332, 500, 512, 513, 514, 515})
-MAX_TRANSIENT_ATTEMPTS = 3
+# CMS codes (27.005 §3.2.5, 24.011 annex E, vendors), sorted by whose fault they are.
+# Congestion and temporary failures: try again later, maybe elsewhere.
+TRANSIENT_CMS = frozenset({38, 41, 42, 47, 98, 111, 500, 512, 513, 514, 515})
+# The SIM or its subscription cannot send now (operator block, no service, SIM
+# trouble): the message is fine, another SIM should take it.
+SIM_CMS = frozenset({21, 50, 69, 310, 311, 312, 313, 316, 317, 318, 330, 331, 332})
+# Anything else (unassigned number 1, unknown subscriber 30, bad PDU 304...) is
+# final for this message.
 
 
 class Verdict(StrEnum):
@@ -29,22 +33,33 @@ class SendOutcome:
     verdict: Verdict
     code: str
     reason: str
+    sim_fault: bool = False  # counts towards benching the SIM
+    retry_in_s: float = 0.0  # for REQUEUE: wait this long first
 
 
 def judge_send_failure(cause: ModemError, parts_done: int, parts: int, maybe_sent: bool,
-                       attempts: int) -> SendOutcome:
+                       attempts: int, max_attempts: int, backoff_s: float) -> SendOutcome:
     """Decide a failed send's fate from what the modem said and how far it got."""
     if maybe_sent:
         return SendOutcome(Verdict.UNCERTAIN, "modem_timeout",
-                           f"{cause}; the network may have it, so it is not sent again")
+                           f"{cause}; the network may have it, so it is not sent again",
+                           sim_fault=True)
     if parts_done:
+        # The first parts are out: sending it again would repeat them.
         return SendOutcome(Verdict.FAIL, "modem_error",
-                           f"{cause} after {parts_done} of {parts} parts went out")
-    if isinstance(cause, CmsError) and cause.code not in TRANSIENT_CMS:
+                           f"{cause} after {parts_done} of {parts} parts went out",
+                           sim_fault=True)
+    code = cause.code if isinstance(cause, CmsError) else None
+    if code is not None and code not in TRANSIENT_CMS and code not in SIM_CMS:
         return SendOutcome(Verdict.FAIL, "modem_error", str(cause))
-    if attempts >= MAX_TRANSIENT_ATTEMPTS and not isinstance(cause, ModemGone):
-        return SendOutcome(Verdict.FAIL, "modem_error", f"{cause} (after {attempts} attempts)")
-    return SendOutcome(Verdict.REQUEUE, "", str(cause))
+    sim_fault = code in SIM_CMS or code in TRANSIENT_CMS or isinstance(cause, ModemTimeout)
+    if attempts >= max_attempts and code is not None and code not in SIM_CMS:
+        return SendOutcome(Verdict.FAIL, "modem_error", f"{cause} (after {attempts} attempts)",
+                           sim_fault=sim_fault)
+    # Never reached the network: again, after a backoff that grows with each try,
+    # preferably on another SIM. A port that vanished is no reason to wait.
+    delay = 0.0 if isinstance(cause, ModemGone) else backoff_s * 2 ** max(0, attempts - 1)
+    return SendOutcome(Verdict.REQUEUE, "", str(cause), sim_fault=sim_fault, retry_in_s=delay)
 
 
 def port_is_suspect(cause: ModemError) -> bool:

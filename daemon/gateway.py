@@ -16,21 +16,28 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from datetime import date
+from datetime import time as dt_time
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from daemon import __version__, logs
-from daemon.batch import Limits
+from daemon.batch import BatchLimits
 from daemon.commands import handle_command
 from daemon.config import Settings
 from daemon.control import ControlServer
-from daemon.dispatcher import Dispatcher
+from daemon.control_handlers import control_handlers
+from daemon.dispatcher import Dispatcher, SendPolicy
 from daemon.failures import Ladder
 from daemon.intake import Intake
+from daemon.leds import LedPanel
 from daemon.mqtt import Incoming, MqttLink
 from daemon.optout import OptOutMatcher
 from daemon.ports import PortConfig, PortWorker
 from daemon.publisher import Publisher
+from daemon.quota import Holiday, Limits, QuotaPolicy
 from daemon.receiver import ReceivePolicy
+from daemon.schedule import QuietHours, Route
 from daemon.sdnotify import Notifier
 from store import events
 from store.store import Store
@@ -40,6 +47,29 @@ LOOP_TICK_S = 0.2
 SHUTDOWN_FLUSH_S = 3.0
 PARTIALS_CHECK_S = 1.0
 STALL_S = 60.0  # a thread whose loop has not turned for this long is wedged
+
+
+def quota_policy(settings: Settings) -> QuotaPolicy:
+    """Per-SIM limits from [limits]; a per-SIM key left out keeps the default."""
+    lim = settings.limits
+    default = Limits(lim.per_minute, lim.per_hour, lim.per_day, lim.per_month, lim.min_gap_s)
+    per_sim = {}
+    for iccid, o in lim.sim.items():
+        per_sim[iccid] = Limits(*(
+            getattr(default, k) if getattr(o, k) is None else getattr(o, k)
+            for k in ("per_minute", "per_hour", "per_day", "per_month", "min_gap_s")))
+    holidays = tuple(Holiday(date.fromisoformat(h.start), date.fromisoformat(h.end), Limits(
+        h.per_minute, h.per_hour, h.per_day, h.per_month, h.min_gap_s)) for h in lim.holiday)
+    return QuotaPolicy(ZoneInfo(lim.timezone), default, per_sim, holidays)
+
+
+def send_policy(settings: Settings, quota: QuotaPolicy) -> SendPolicy:
+    """Quiet hours, the per-recipient cap and routes from the configuration."""
+    q = settings.quiet_hours
+    quiet = (QuietHours(dt_time.fromisoformat(q.start), dt_time.fromisoformat(q.end))
+             if q.start and q.end else None)
+    routes = tuple(Route(r.prefix, r.iccids, r.operators, r.fallback) for r in settings.routing)
+    return SendPolicy(quota, quiet, settings.send.per_recipient_24h, routes)
 
 
 class Gateway:
@@ -62,13 +92,15 @@ class Gateway:
         self._state_dirty = threading.Event()
         self._rescan_at = 0.0
         gw = settings.gateway.id
-        self.dispatcher = Dispatcher(self.store, lambda: list(self.workers.values()), clock)
+        self.quota = quota_policy(settings)
+        self.dispatcher = Dispatcher(self.store, lambda: list(self.workers.values()), clock,
+                                     send_policy(settings, self.quota))
         self.publisher = Publisher(self.store, gw)
         self.mqtt = MqttLink(
             settings.mqtt, gw, will={"online": False, "gw": gw},
             on_batch=self._on_batch, on_command=self._commands.put,
             on_puback=self.publisher.on_puback, on_online=self._on_online)
-        limits = Limits(settings.gateway.default_region, settings.send.max_parts,
+        limits = BatchLimits(settings.gateway.default_region, settings.send.max_parts,
                         settings.send.default_priority)
         r = settings.receive
         self._receive_policy = ReceivePolicy(
@@ -77,11 +109,15 @@ class Gateway:
             inactive_after=r.inactive_after)
         self._partials_at = 0.0
         m = settings.modems
-        self._port_config = PortConfig(m.baudrate, m.cmgs_timeout_s, Ladder(
-            base_backoff_s=m.reopen_backoff_s, max_backoff_s=m.max_backoff_s,
-            quarantine_s=m.quarantine_s))
-        self.control = ControlServer(settings.control_socket, {
-            "status": lambda _req: self.state_body(online=self.mqtt.connected)})
+        s = settings.send
+        self._port_config = PortConfig(
+            m.baudrate, m.cmgs_timeout_s, Ladder(
+                base_backoff_s=m.reopen_backoff_s, max_backoff_s=m.max_backoff_s,
+                quarantine_s=m.quarantine_s),
+            self.quota, max_attempts=s.max_attempts, retry_backoff_s=s.retry_backoff_s,
+            bench_after_failures=s.bench_after_failures, bench_s=s.bench_s)
+        self.leds = LedPanel(settings.leds)
+        self.control = ControlServer(settings.control_socket, control_handlers(self))
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
                              ack=self.mqtt.ack_batch, on_committed=self._on_committed)
 
@@ -126,7 +162,11 @@ class Gateway:
             self._flush_partials()
         if self._settle_deadline is not None and now >= self._settle_deadline:
             self._settle(final=True)
+        # The loop tick debounces bursts of port changes into one state message.
+        if self._state_dirty.is_set() or now >= self._state_due:
+            self.publish_state()
         self._systemd(now)
+        self.leds.update(self)
 
     def _systemd(self, now: float) -> None:
         """READY once the store and the broker are up; WATCHDOG only while every thread works."""
@@ -153,14 +193,12 @@ class Gateway:
             if not worker.alive or now - worker.last_progress > port_limit:
                 stalled.append(worker.name)
         return stalled
-        # The loop tick debounces bursts of port changes into one state message.
-        if self._state_dirty.is_set() or now >= self._state_due:
-            self.publish_state()
 
     def _shutdown(self) -> None:
         self.log.info("stopping", grace_s=self.settings.send.grace_s)
         self.notifier.notify("STOPPING=1")
         self.control.stop()
+        self.leds.close()
         self.intake.stop()
         self.mqtt.stop_intake()
         self.dispatcher.stop()
@@ -245,15 +283,19 @@ class Gateway:
 
     def state_body(self, online: bool) -> dict[str, Any]:
         """The GatewayState payload (without gw/seq)."""
-        sent = self.store.sim_counts()
+        now = self.clock()
+        sent = self.store.sim_counts(self.quota.keys(now)["day"])
+        held = self.dispatcher.quota_blocked
         modems = []
         for worker in self.workers.values():
             v = worker.view()
+            iccid = v.iccid or ""
             modems.append({"port": v.port, "state": v.state.value, "imei": v.imei,
                            "imsi": v.imsi, "iccid": v.iccid, "operator": v.operator,
                            "signal": v.signal, "registered": v.registered,
-                           "sent_today": sent.get(v.iccid or "", 0),
-                           "last_error": v.last_error})
+                           "sent_today": sent.get(iccid, 0),
+                           "quota_limit_today": self.quota.limits_for(iccid, now).per_day,
+                           "held_by": held.get(iccid), "last_error": v.last_error})
         return {"online": online, "version": __version__,
                 "started_at": events.rfc3339(self.started_at),
                 "queue": self.store.queue_counts(),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from daemon import logs
-from daemon.batch import BadBatch, Limits, parse
+from daemon.batch import BadBatch, BatchLimits, parse
 from daemon.mqtt import Incoming
 from store import events
 from store.store import Store, StoreUnavailable
@@ -24,7 +24,7 @@ STORE_RETRY_S = 5.0
 class Intake:
     """Owns the batch queue between paho's thread and the store."""
 
-    def __init__(self, store: Store, limits: Limits, high_water: int,
+    def __init__(self, store: Store, limits: BatchLimits, high_water: int,
                  clock: Callable[[], float], ack: Callable[[Incoming], None],
                  on_committed: Callable[[], None]) -> None:
         self._store = store

@@ -9,6 +9,7 @@ the batches, yet commands still flow on the control connection.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -77,8 +78,7 @@ class MqttLink:
         client.suppress_exceptions = True
         client.reconnect_delay_set(RECONNECT_MIN_S, self._settings.reconnect_max_s)
         if self._settings.username:
-            client.username_pw_set(self._settings.username, _read_secret(
-                self._settings.password_file))
+            client.username_pw_set(self._settings.username, _password(self._settings))
         return client
 
     def _connect_properties(self, receive_maximum: int | None = None) -> Properties:
@@ -181,5 +181,13 @@ class MqttLink:
         self._on_puback(mid)
 
 
-def _read_secret(path: str) -> str:
-    return Path(path).read_text(encoding="utf-8").strip() if path else ""
+def _password(settings: MqttSettings) -> str:
+    """From a systemd credential when one is named, else from password_file."""
+    if settings.password_credential:
+        directory = os.environ.get("CREDENTIALS_DIRECTORY", "")
+        path = Path(directory) / settings.password_credential
+    elif settings.password_file:
+        path = Path(settings.password_file)
+    else:
+        return ""
+    return path.read_text(encoding="utf-8").strip()

@@ -20,6 +20,7 @@ from typing import Any
 from daemon import logs
 from daemon.batch import mask
 from daemon.failures import Ladder, Step, Verdict, judge_send_failure, port_is_suspect
+from daemon.quota import QuotaPolicy
 from daemon.receiver import ReceivePolicy, Receiver
 from modem.errors import ModemError, SimNotReady
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
@@ -68,6 +69,11 @@ class PortConfig:
     baudrate: int
     cmgs_timeout_s: float
     ladder: Ladder
+    quota: QuotaPolicy  # for the calendar periods the SIM counters count in
+    max_attempts: int = 3
+    retry_backoff_s: float = 30.0
+    bench_after_failures: int = 3
+    bench_s: float = 1800.0
 
 
 class PortWorker:
@@ -82,6 +88,8 @@ class PortWorker:
         self._modem = ModemPort(path, config.baudrate, config.cmgs_timeout_s,
                                 on_unsolicited=self._wake.set)
         self._ladder = config.ladder
+        self._config = config
+        self._sim_failures = 0  # consecutive send failures blamed on the SIM
         self._store = store
         self._clock = clock
         # on_change(significant): wakes the dispatcher; significant changes (not the
@@ -136,6 +144,10 @@ class PortWorker:
     @property
     def state(self) -> PortState:
         return self._state
+
+    @property
+    def operator(self) -> str | None:
+        return self._radio.operator
 
     def assign(self, job: Claimed) -> None:
         """Hand over one message already committed as `sending` to this port."""
@@ -317,7 +329,10 @@ class PortWorker:
         except SendError as e:
             self._settle_failure(job, e)
         else:
-            self._durably(lambda: self._store.mark_sent(job.id, self._clock()))
+            now = self._clock()
+            self._sim_failures = 0
+            self._durably(lambda: self._store.mark_sent(job.id, now,
+                                                        self._config.quota.keys(now)))
             self._log.info("sent", msg_id=job.hq_id, batch_id=job.batch_id, iccid=iccid,
                            to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
         finally:
@@ -330,11 +345,13 @@ class PortWorker:
 
     def _settle_failure(self, job: Claimed, e: SendError) -> None:
         self._last_error = str(e.cause)
+        c = self._config
         outcome = judge_send_failure(e.cause, len(e.parts_done), job.parts, e.maybe_sent,
-                                     job.attempts)
+                                     job.attempts, c.max_attempts, c.retry_backoff_s)
         now = self._clock()
         if outcome.verdict is Verdict.REQUEUE:
-            self._durably(lambda: self._store.requeue(job.id, now))
+            self._durably(lambda: self._store.requeue(
+                job.id, now, retry_at=now + outcome.retry_in_s, avoid_iccid=self.iccid))
         else:
             state = State.UNCERTAIN if outcome.verdict is Verdict.UNCERTAIN else State.FAILED
             self._durably(lambda: self._store.mark_failed(job.id, outcome.code, outcome.reason,
@@ -342,9 +359,22 @@ class PortWorker:
         self._log.warning("send_failed", msg_id=job.hq_id, batch_id=job.batch_id,
                           error=str(e.cause), verdict=outcome.verdict.value,
                           parts_done=len(e.parts_done))
+        if outcome.sim_fault:
+            self._count_sim_failure(str(e.cause), now)
         if port_is_suspect(e.cause):
             # A hung or vanished modem: reopen it (the ladder) before it sends again.
             self._modem.close()
+
+    def _count_sim_failure(self, reason: str, now: float) -> None:
+        """Bench a SIM that keeps failing, so its work moves to the others."""
+        self._sim_failures += 1
+        iccid = self.iccid
+        if iccid and self._sim_failures >= self._config.bench_after_failures:
+            until = now + self._config.bench_s
+            self._log.warning("sim_benched", iccid=iccid, failures=self._sim_failures,
+                              reason=reason)
+            self._durably(lambda: self._store.bench_sim(iccid, until, reason, self.name, now))
+            self._sim_failures = 0
 
     def _durably(self, commit: Callable[[], Any]) -> None:
         """Run a store commit, waiting out a full disk: the fact must not be lost."""

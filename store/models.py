@@ -67,6 +67,8 @@ class Message(_Base):
     expires_at = FloatField(null=True)
     delivery_report = BooleanField()
     urgent = BooleanField()
+    rank = IntegerField(default=0)  # fair-queue position: batches of equal priority interleave
+    avoid_iccid = TextField(null=True)  # the SIM it last failed on: try another first
     state = TextField()
     attempts = IntegerField(default=0)
     port = TextField(null=True)
@@ -171,16 +173,28 @@ class Sim(_Base):
     imsi = TextField(null=True)
     last_port = TextField(null=True)
     last_imei = TextField(null=True)
-    day = TextField(null=True)  # gateway-local date the day counter belongs to
-    sent_day = IntegerField(default=0)
+    # Calendar-period counters of SMS parts sent, each tagged with the period it
+    # counts (gateway-local "2026-11-23T18:05", "2026-11-23T18", "2026-11-23", "2026-11"):
+    # a stale key means the count is zero. They survive restarts and SIM moves.
+    minute_key = TextField(null=True)
+    minute_count = IntegerField(default=0)
+    hour_key = TextField(null=True)
+    hour_count = IntegerField(default=0)
+    day_key = TextField(null=True)
+    day_count = IntegerField(default=0)
+    month_key = TextField(null=True)
+    month_count = IntegerField(default=0)
     sent_total = IntegerField(default=0)
+    last_sent_at = FloatField(null=True)
+    blocked_until = FloatField(null=True)  # benched after repeated failures
+    quota_key = TextField(null=True)  # the period whose limit was announced reached
 
 
 TABLES = (Message, Part, PartReport, InboundPart, Inbound, StopEntry, NumberHealth, Event, Sim)
 
 # Partial indexes keep the dispatcher's pick O(log n) however large the queue grows.
 EXTRA_DDL = (
-    "CREATE INDEX IF NOT EXISTS message_queue ON message(priority DESC, id) "
+    "CREATE INDEX IF NOT EXISTS message_queue ON message(urgent DESC, priority DESC, rank, id) "
     "WHERE state = 'queued'",
     "CREATE INDEX IF NOT EXISTS message_due ON message(not_before) WHERE state = 'scheduled'",
     "CREATE INDEX IF NOT EXISTS message_expiry ON message(expires_at) "

@@ -92,6 +92,38 @@ class Claimed:
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """A queued message the dispatcher may place, without its text."""
+
+    id: int
+    hq_id: str
+    to: str
+    urgent: bool
+    priority: int
+    parts: int
+    attempts: int
+    avoid_iccid: str | None
+
+
+@dataclass(frozen=True)
+class SimCounters:
+    """A SIM's counters as stored; a counter whose key is not the current period is zero."""
+
+    iccid: str
+    keys: dict[str, str | None]
+    counts: dict[str, int]
+    last_sent_at: float | None
+    blocked_until: float | None
+    quota_key: str | None
+
+    def count(self, period: str, current_key: str) -> int:
+        return self.counts[period] if self.keys[period] == current_key else 0
+
+
+PERIODS = ("minute", "hour", "day", "month")
+
+
+@dataclass(frozen=True)
 class PendingEvent:
     """An outbox row waiting for the broker's PUBACK."""
 
@@ -119,6 +151,10 @@ class Store(InboxMixin):
             self._db.create_tables(TABLES)
             for ddl in EXTRA_DDL:
                 self._db.execute_sql(ddl)
+            cursor = self._db.execute_sql(
+                "SELECT coalesce(max(rank), 0) FROM message WHERE state NOT IN (?, ?)",
+                (State.QUEUED.value, State.SCHEDULED.value))
+            self._dispatch_rank: int = cursor.fetchone()[0]
 
     def close(self) -> None:
         """Close the connection; later calls raise."""
@@ -178,19 +214,23 @@ class Store(InboxMixin):
         # Raw executemany: peewee's insert_many builds SQL per row and is ~10x slower here.
         rows = []
         bodies = []
-        for m in fresh:
+        # Start-time fair queuing: a new batch's ranks start where dispatch is now,
+        # so it interleaves 1:1 with older batches of its priority instead of
+        # waiting behind (or jumping ahead of) all of them.
+        base = self._dispatch_rank
+        for offset, m in enumerate(fresh):
             state = State.SCHEDULED if m.not_before and m.not_before > now else State.QUEUED
             rows.append((m.hq_id, m.batch_id, m.to, m.text, m.encoding, m.parts, m.priority,
-                         m.not_before, m.expires_at, m.delivery_report, m.urgent, state, 0, now,
-                         now))
+                         m.not_before, m.expires_at, m.delivery_report, m.urgent, state, 0,
+                         base + offset, now, now))
             body = events.status_body(m.hq_id, m.batch_id, state, now, parts=m.parts,
                                       encoding=m.encoding)
             bodies.append((events.TOPIC_STATUS, events.dumps(body), False))
         cursor = self._db.cursor()
         cursor.executemany(
             "INSERT INTO message (hq_id, batch_id, \"to\", text, encoding, parts, priority,"
-            " not_before, expires_at, delivery_report, urgent, state, attempts, created_at,"
-            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+            " not_before, expires_at, delivery_report, urgent, state, attempts, rank, created_at,"
+            " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
         cursor.executemany("INSERT INTO event (topic, body, retain) VALUES (?,?,?)", bodies)
 
     def _insert_confirmation(self, hq_id: str, to: str, c: Confirmation, now: float) -> None:
@@ -202,20 +242,30 @@ class Store(InboxMixin):
 
     # --- dispatch -----------------------------------------------------------
 
-    def claim_next(self, port: str, iccid: str, now: float) -> Claimed | None:
-        """Take the most urgent queued message for this port and commit it as `sending`."""
+    def peek_queued(self, limit: int) -> list[Candidate]:
+        """The next `limit` queued messages in dispatch order, without taking them."""
+        with self._lock:
+            cursor = self._db.execute_sql(
+                "SELECT id, hq_id, \"to\", urgent, priority, parts, attempts, avoid_iccid"
+                " FROM message WHERE state = 'queued'"
+                " ORDER BY urgent DESC, priority DESC, rank, id LIMIT ?", (limit,))
+            return [Candidate(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6], r[7])
+                    for r in cursor]
+
+    def claim(self, message_id: int, port: str, iccid: str, now: float) -> Claimed | None:
+        """Commit one queued message as `sending` on this port; None if it is no longer queued."""
         with self._tx():
             cursor = self._db.execute_sql(
                 "UPDATE message SET state = 'sending', port = ?, iccid = ?,"
                 " attempts = attempts + 1, updated_at = ?"
-                " WHERE id = (SELECT id FROM message WHERE state = 'queued'"
-                "             ORDER BY priority DESC, id LIMIT 1)"
+                " WHERE id = ? AND state = 'queued'"
                 " RETURNING id, hq_id, batch_id, \"to\", text, parts, encoding,"
-                " delivery_report, attempts",
-                (port, iccid, now))
+                " delivery_report, attempts, rank",
+                (port, iccid, now, message_id))
             row = cursor.fetchone()
             if row is None:
                 return None
+            self._dispatch_rank = max(self._dispatch_rank, row[9])
             claimed = Claimed(id=row[0], hq_id=row[1], batch_id=row[2], to=row[3], text=row[4],
                               parts=row[5], encoding=row[6], delivery_report=bool(row[7]),
                               attempts=row[8])
@@ -224,17 +274,48 @@ class Store(InboxMixin):
                 encoding=claimed.encoding, port=port, iccid=iccid, attempts=claimed.attempts))
             return claimed
 
+    def claim_next(self, port: str, iccid: str, now: float) -> Claimed | None:
+        """Take the first queued message in dispatch order for this port."""
+        for candidate in self.peek_queued(1):
+            return self.claim(candidate.id, port, iccid, now)
+        return None
+
+    def defer(self, message_id: int, until: float, reason: str, now: float) -> None:
+        """A queued message must wait (quiet hours, frequency cap): scheduled until `until`."""
+        with self._tx():
+            msg = Message.get_by_id(message_id)
+            if msg.state != State.QUEUED:
+                return
+            Message.update(state=State.SCHEDULED, not_before=until, updated_at=now).where(
+                Message.id == message_id).execute()
+            body = events.status_body(msg.hq_id, msg.batch_id, State.SCHEDULED, now,
+                                      parts=msg.parts, encoding=msg.encoding)
+            body["not_before"] = events.rfc3339(until)
+            body["reason"] = reason
+            events.add(events.TOPIC_STATUS, body)
+
+    def sent_to_since(self, number: str, since: float) -> list[float]:
+        """When messages to `number` were handed to a modem after `since` (frequency cap)."""
+        with self._lock:
+            cursor = self._db.execute_sql(
+                "SELECT updated_at FROM message WHERE \"to\" = ? AND updated_at > ?"
+                " AND state IN ('sending', 'sent', 'delivered', 'uncertain')"
+                " ORDER BY updated_at", (number, since))
+            return [r[0] for r in cursor]
+
     def record_part(self, message_id: int, number: int, iccid: str, mr: int, now: float) -> None:
         """Remember that the network took part `number` under reference `mr`."""
         with self._tx():
             Part.insert(message_id=message_id, number=number, iccid=iccid, mr=mr,
                         sent_at=now).on_conflict_replace().execute()
 
-    def mark_sent(self, message_id: int, now: float) -> None:
-        """Every part was taken by the network."""
+    def mark_sent(self, message_id: int, now: float,
+                  period_keys: dict[str, str] | None = None) -> None:
+        """Every part was taken by the network; the SIM's counters grow by its parts."""
         with self._tx():
             msg = self._move(message_id, State.SENT, now)
-            self._count_send(msg.iccid, now)
+            if period_keys is not None:
+                self._count_send(msg.iccid, msg.parts, now, period_keys)
 
     def mark_failed(self, message_id: int, code: str, reason: str, now: float,
                     state: State = State.FAILED) -> None:
@@ -242,10 +323,19 @@ class Store(InboxMixin):
         with self._tx():
             self._move(message_id, state, now, error=(code, reason))
 
-    def requeue(self, message_id: int, now: float) -> None:
-        """The message provably never reached the modem: back to the queue."""
+    def requeue(self, message_id: int, now: float, retry_at: float | None = None,
+                avoid_iccid: str | None = None) -> None:
+        """The message provably never reached the network: back to the queue.
+
+        With `retry_at` it waits (scheduled) until then; `avoid_iccid` asks the
+        dispatcher to try another SIM first.
+        """
         with self._tx():
+            Message.update(avoid_iccid=avoid_iccid).where(Message.id == message_id).execute()
             self._move(message_id, State.QUEUED, now, clear_sim=True)
+            if retry_at is not None and retry_at > now:
+                Message.update(state=State.SCHEDULED, not_before=retry_at).where(
+                    Message.id == message_id).execute()
 
     def _move(self, message_id: int, new: State, now: float,
               error: tuple[str, str] | None = None, clear_sim: bool = False) -> Message:
@@ -265,12 +355,53 @@ class Store(InboxMixin):
             port=None if clear_sim else port, iccid=iccid, attempts=msg.attempts, error=error))
         return msg
 
-    def _count_send(self, iccid: str | None, now: float) -> None:
+    def _count_send(self, iccid: str | None, parts: int, now: float,
+                    keys: dict[str, str]) -> None:
         if not iccid:
             return
         Sim.insert(iccid=iccid).on_conflict_ignore().execute()
-        Sim.update(sent_total=Sim.sent_total + 1, sent_day=Sim.sent_day + 1).where(
-            Sim.iccid == iccid).execute()
+        sim = Sim.get_by_id(iccid)
+        fields: dict[Any, Any] = {Sim.sent_total: Sim.sent_total + parts,
+                                  Sim.last_sent_at: now}
+        for period in PERIODS:
+            key_field = getattr(Sim, f"{period}_key")
+            count_field = getattr(Sim, f"{period}_count")
+            same = getattr(sim, f"{period}_key") == keys[period]
+            fields[key_field] = keys[period]
+            fields[count_field] = (count_field + parts) if same else parts
+        Sim.update(fields).where(Sim.iccid == iccid).execute()
+
+    def sim_counters(self) -> dict[str, SimCounters]:
+        """Every SIM's counters, by ICCID."""
+        with self._lock:
+            return {s.iccid: SimCounters(
+                iccid=s.iccid,
+                keys={p: getattr(s, f"{p}_key") for p in PERIODS},
+                counts={p: getattr(s, f"{p}_count") for p in PERIODS},
+                last_sent_at=s.last_sent_at, blocked_until=s.blocked_until,
+                quota_key=s.quota_key) for s in Sim.select()}
+
+    def bench_sim(self, iccid: str, until: float, reason: str, port: str, now: float) -> None:
+        """Keep a failing SIM out of dispatch until `until`, and tell HQ (sim_blocked)."""
+        with self._tx():
+            Sim.insert(iccid=iccid).on_conflict_ignore().execute()
+            Sim.update(blocked_until=until).where(Sim.iccid == iccid).execute()
+            events.add(events.TOPIC_EVENTS, {
+                "type": "sim_blocked", "at": events.rfc3339(now), "port": port, "iccid": iccid,
+                "until": events.rfc3339(until), "reason": reason})
+
+    def note_quota(self, iccid: str, key: str, port: str, period: str, limit: int,
+                   resumes: float, now: float) -> None:
+        """Announce once per period that a SIM reached a limit (sim_quota_reached)."""
+        with self._tx():
+            sim = Sim.get_or_none(Sim.iccid == iccid)
+            if sim is None or sim.quota_key == key:
+                return
+            Sim.update(quota_key=key).where(Sim.iccid == iccid).execute()
+            events.add(events.TOPIC_EVENTS, {
+                "type": "sim_quota_reached", "at": events.rfc3339(now), "port": port,
+                "iccid": iccid, "period": period, "limit": limit,
+                "resumes_at": events.rfc3339(resumes)})
 
     # --- cancelling ---------------------------------------------------------
 
@@ -353,10 +484,11 @@ class Store(InboxMixin):
                 conflict_target=[Sim.iccid],
                 update={Sim.imsi: imsi, Sim.last_port: port, Sim.last_imei: imei}).execute()
 
-    def sim_counts(self) -> dict[str, int]:
-        """Messages sent per ICCID today (counter kept in the database)."""
+    def sim_counts(self, day_key: str) -> dict[str, int]:
+        """SMS parts sent per ICCID in the gateway-local day `day_key`."""
         with self._lock:
-            return {s.iccid: s.sent_day for s in Sim.select(Sim.iccid, Sim.sent_day)}
+            return {s.iccid: (s.day_count if s.day_key == day_key else 0)
+                    for s in Sim.select(Sim.iccid, Sim.day_key, Sim.day_count)}
 
     # --- queue view ---------------------------------------------------------
 

@@ -11,7 +11,8 @@ from tests.support.hq import Hq
 from tests.support.wait import wait_until
 
 RUSSIAN_3_PARTS = ("Добрый день! Спасибо за напоминание о продлении подписки. " * 3)[:190]
-CHINESE_2_PARTS = "您好，我想了解一下积分兑换的规则，以及到期后是否还能延期使用。谢谢！请尽快回复我，" * 2
+CHINESE_2_PARTS = ("您好，我想了解一下积分兑换的规则，以及到期后是否还能延期使用。"
+                   "谢谢！请尽快回复我，") * 2
 RECEIVE = "\n[receive]\nscan_s = 2\nreassembly_timeout_s = 3\ninactive_after = 2\n"
 CUSTOMER = "+8613800138000"
 
@@ -167,7 +168,7 @@ def test_delivery_reports_settle_sent_messages_and_flag_dead_numbers(
         hq.publish("outbox", {"batch_id": f"dead-{i}", "messages": [
             {"id": f"x-{i}", "to": dead, "text": f"attempt {i}"}]})
         hq.wait_final([f"x-{i}"], {"failed"}, 30)
-    failed = [s for s in hq.on("status") if s["id"] == "x-0" and s["state"] == "failed"][0]
+    failed = next(s for s in hq.on("status") if s["id"] == "x-0" and s["state"] == "failed")
     assert failed["error"]["code"] == "delivery_failed"
     event = wait_until(lambda: next((e for e in hq.on("events")
                                      if e["type"] == "number_inactive"), None), 10,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from daemon.batch import BadBatch, Limits, mask, normalise_number, parse
+from daemon.batch import BadBatch, BatchLimits, mask, normalise_number, parse
 from store.store import Store
 
-LIMITS = Limits(default_region="CN", max_parts=10)
+LIMITS = BatchLimits(default_region="CN", max_parts=10)
 NOW = datetime.fromisoformat("2026-11-23T12:00:00+08:00").timestamp()
 GOOD = {"id": "good", "to": "+8613800138000", "text": "hello"}
 
@@ -246,7 +246,7 @@ def test_defaults_without_batch_level_fields() -> None:
 
 
 def test_default_priority_comes_from_limits() -> None:
-    limits = Limits(default_region="CN", max_parts=10, default_priority=2)
+    limits = BatchLimits(default_region="CN", max_parts=10, default_priority=2)
     (msg,) = parse(_batch({"id": "m", "to": "13900139000", "text": "x"}), limits, NOW).messages
     assert msg.priority == 2
 

@@ -136,10 +136,14 @@ def test_record_part_and_mark_sent(store: Store) -> None:
     assert c is not None
     store.record_part(c.id, 1, ICCID, 17, NOW)
     store.record_part(c.id, 2, ICCID, 18, NOW)
-    store.mark_sent(c.id, NOW + 1)
+    keys = {"minute": "2026-11-23T10:00", "hour": "2026-11-23T10", "day": "2026-11-23",
+            "month": "2026-11"}
+    store.mark_sent(c.id, NOW + 1, keys)
     assert _states(store) == {"a": "sent"}
     assert [b["state"] for b in _status(store, "a")] == ["queued", "sending", "sent"]
-    assert store.sim_counts() == {ICCID: 1}
+    # Operators count parts: a 2-part message is 2 against the SIM's limits.
+    assert store.sim_counts("2026-11-23") == {ICCID: 2}
+    assert store.sim_counts("2026-11-24") == {ICCID: 0}
     assert store.queue_counts() == {"queued": 0, "scheduled": 0, "sending": 0}
 
 
