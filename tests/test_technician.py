@@ -1,0 +1,185 @@
+"""What a technician sees for each fault: the fault LED's code, `smsgw status` and the journal.
+
+Every fault the simulator can cause today is caused for real (a stopped broker, a
+hung modem, a missing SIM, a refused registration) on a daemon whose LEDs run on
+gpiozero's mock pins; the LED state is read through the control socket (`smsgw leds`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from daemon.health import Fault
+from modem.sim import control as sim_control
+from tests.support.broker import Broker
+from tests.support.gateway import Daemon, SimulatedPool, smsgw_command
+from tests.support.wait import wait_until
+
+ROOT = Path(__file__).resolve().parent.parent
+# Lines appended to the test config: the first land in [modems].
+FAST_FAULTS = ('cmgs_timeout_s = 3\nquarantine_s = 30\n\n'
+               '[leds]\nenabled = true\npin_factory = "mock"\n')
+
+
+def journal_has(daemon: Daemon, event: str, fault: Fault) -> bool:
+    """A key=value line of the daemon's stdout (journald's input) with this event and fault."""
+    return any(f"event='{event}'" in line and f"fault='{fault.label}'" in line
+               and f"code={fault.value}" in line for line in daemon.log().splitlines())
+
+
+def smsgw(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*smsgw_command(), *args, "--config", str(daemon.config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+def leds(daemon: Daemon) -> dict[str, Any] | None:
+    result = smsgw(daemon, "leds", "--json")
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+def assert_technician_sees(daemon: Daemon, fault: Fault, port: str | None = None,
+                           timeout: float = 60) -> None:
+    """The fault LED blinks the fault's code, status names it, the journal logged it."""
+
+    def led_shows() -> bool:
+        state = leds(daemon)
+        return bool(state and state["leds"]["fault"]["code"] == fault.value)
+
+    wait_until(led_shows, timeout, f"the fault LED to blink code {fault.value} ({fault.label})")
+    state = leds(daemon)
+    assert state is not None
+    assert state["leds"]["fault"]["fault"] == fault.label
+    assert state["leds"]["fault"]["pattern"] == f"code_{fault.value}"
+    text = smsgw(daemon, "leds").stdout
+    assert f"fault code {fault.value}: {fault.label}" in text
+
+    status = smsgw(daemon, "status")
+    assert status.returncode == 0, status.stderr
+    line = next(ln for ln in status.stdout.splitlines() if f"{fault.label} (LED code" in ln)
+    if port:
+        assert port in line
+    names = [f["fault"] for f in json.loads(smsgw(daemon, "status", "--json").stdout)
+             ["health"]["faults"]]
+    assert fault.label in names
+
+    wait_until(lambda: journal_has(daemon, "fault_raised", fault), 20,
+               f"fault_raised {fault.label} in the journal")
+
+
+def start(pool: SimulatedPool, daemon_factory: Any) -> Daemon:
+    daemon = daemon_factory(pool, extra=FAST_FAULTS)
+    daemon.start()
+    return daemon
+
+
+def wait_ready(daemon: Daemon, ports: int) -> None:
+    def ready() -> bool:
+        result = smsgw(daemon, "status", "--json")
+        if result.returncode != 0:
+            return False
+        status = json.loads(result.stdout)
+        return (status["broker"]["connected"]
+                and sum(m["state"] == "ready" for m in status["modems"]) == ports)
+    wait_until(ready, 30, f"{ports} ports ready and the broker connected")
+
+
+def test_no_broker_blinks_code_2_and_clears_when_it_returns(
+        pool_factory: Any, daemon_factory: Any, broker: Broker) -> None:
+    pool = pool_factory(1)
+    daemon = start(pool, daemon_factory)
+    wait_ready(daemon, 1)
+    state = leds(daemon)
+    assert state and state["leds"]["broker"]["pattern"] == "on"
+    assert state["leds"]["pool"]["pattern"] == "on"
+    assert state["leds"]["fault"]["code"] == 0 and state["factory"] == "mock"
+    broker.stop()
+    assert_technician_sees(daemon, Fault.NO_BROKER)
+    assert leds(daemon)["leds"]["broker"]["pattern"] == "fast_blink"  # type: ignore[index]
+    assert "DISCONNECTED, reconnecting" in smsgw(daemon, "status").stdout
+    broker.start()
+    wait_until(lambda: (leds(daemon) or {}).get("leds", {}).get("fault", {}).get("code") == 0,
+               30, "the fault LED to go dark")
+    wait_until(lambda: journal_has(daemon, "fault_cleared", Fault.NO_BROKER), 10,
+               "fault_cleared")
+
+
+def test_hung_modem_blinks_code_4(pool_factory: Any, daemon_factory: Any) -> None:
+    pool = pool_factory(1)
+    daemon = start(pool, daemon_factory)
+    wait_ready(daemon, 1)
+    assert sim_control.request(pool.dir, {"cmd": "hang", "port": 0})["ok"]
+    sent = smsgw(daemon, "send", "--to", "13800138000", "--text", "into the void")
+    assert sent.returncode == 0, sent.stderr
+    assert_technician_sees(daemon, Fault.HUNG_MODEM, port="ttyGSM0")
+    assert leds(daemon)["leds"]["pool"]["pattern"] == "off"  # type: ignore[index]
+
+
+def test_dead_sim_blinks_code_5(pool_factory: Any, daemon_factory: Any) -> None:
+    pool = pool_factory(2)
+    assert sim_control.request(pool.dir, {"cmd": "sim", "port": 1, "state": "absent"})["ok"]
+    daemon = start(pool, daemon_factory)
+    assert_technician_sees(daemon, Fault.DEAD_SIM, port="ttyGSM1")
+    assert leds(daemon)["leds"]["pool"]["pattern"] == "slow_blink"  # type: ignore[index]
+
+
+def test_no_signal_blinks_code_6(pool_factory: Any, daemon_factory: Any) -> None:
+    pool = pool_factory(2)
+    assert sim_control.request(pool.dir, {"cmd": "radio", "port": 0, "creg": 3})["ok"]
+    daemon = start(pool, daemon_factory)
+    assert_technician_sees(daemon, Fault.NO_SIGNAL, port="ttyGSM0")
+    assert leds(daemon)["leds"]["pool"]["pattern"] == "slow_blink"  # type: ignore[index]
+
+
+def test_unplugged_modem_blinks_code_3(pool_factory: Any, daemon_factory: Any) -> None:
+    pool = pool_factory(2)
+    daemon = start(pool, daemon_factory)
+    wait_ready(daemon, 2)
+    assert sim_control.request(pool.dir, {"cmd": "unplug", "port": 1})["ok"]
+    assert_technician_sees(daemon, Fault.MODEM_FAULT, port="ttyGSM1")
+
+
+# --- installing -----------------------------------------------------------------------
+
+
+def test_install_dry_run_says_what_it_would_do_and_changes_nothing(tmp_path: Path) -> None:
+    env = dict(os.environ, SMSGW_PREFIX=str(tmp_path / "opt"), SMSGW_ETC=str(tmp_path / "etc"),
+               SMSGW_UNIT_DIR=str(tmp_path / "unit"), SMSGW_UDEV_DIR=str(tmp_path / "udev"))
+    result = subprocess.run(["sh", str(ROOT / "scripts" / "install.sh"), "--dry-run"],
+                            capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for expected in (
+            "usermod --append --groups dialout,gpio smsgw",
+            f"-m venv {tmp_path}/opt/venv",
+            f"{tmp_path}/opt/venv/bin/pip install --quiet --upgrade {ROOT}",
+            f"smsgw.example.toml {tmp_path}/etc/smsgw.toml",
+            f"smsgw.service {tmp_path}/unit/smsgw.service",
+            f"99-smsgw-modems.rules {tmp_path}/udev/99-smsgw-modems.rules",
+            "systemctl enable smsgw.service"):
+        assert expected in out, f"{expected!r} not in:\n{out}"
+    assert all(line.startswith(("would run: ", "== ")) or not line.startswith("+ ")
+               for line in out.splitlines())
+    assert not any(p.exists() for p in (tmp_path / "opt", tmp_path / "etc", tmp_path / "unit"))
+
+    # Run again with a config in place: it is kept, not overwritten.
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "smsgw.toml").write_text("# mine\n")
+    again = subprocess.run(["sh", str(ROOT / "scripts" / "install.sh"), "--dry-run"],
+                           capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert again.returncode == 0
+    assert f"keeping the existing {tmp_path}/etc/smsgw.toml" in again.stdout
+    assert "smsgw.example.toml" not in again.stdout
+    assert (tmp_path / "etc" / "smsgw.toml").read_text() == "# mine\n"
+
+
+@pytest.mark.parametrize("bad", ["--force", "extra"])
+def test_install_refuses_unknown_arguments(bad: str) -> None:
+    result = subprocess.run(["sh", str(ROOT / "scripts" / "install.sh"), bad],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2 and "usage" in result.stderr
