@@ -100,9 +100,10 @@ def _run(args: argparse.Namespace) -> int:
     if settings is None:
         return config.EX_CONFIG
     logs.configure(settings.gateway.log_level)
+    from daemon.clock import Clock
     from daemon.gateway import Gateway  # imported late: `smsgw --help` stays fast
 
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, clock=Clock(settings.gateway.clock_offset_file))
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         gateway.stop()

@@ -57,6 +57,8 @@ class GatewaySettings:
         lambda v: v in ("debug", "info", "warning", "error"),
         "must be debug, info, warning or error"))
     control_socket: str = ""  # default: {data_dir}/control.sock
+    # Tests and demos only: a file holding seconds to add to the wall clock.
+    clock_offset_file: str = ""
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from store.store import Candidate, Claimed, SimCounters, Store
 
 HOUSEKEEPING_S = 1.0  # how often scheduled messages are promoted and overdue ones expired
 MAX_WAIT_S = 1.0
-PEEK_PER_PORT = 4  # candidates looked at per idle port each round: bounds the work
+PEEK_PER_PORT = 4
+MIN_HOLD_S = 30.0  # candidates looked at per idle port each round: bounds the work
 
 
 class Port(Protocol):
@@ -39,6 +40,9 @@ class Port(Protocol):
 
     @property
     def operator(self) -> str | None: ...
+
+    @property
+    def busy(self) -> bool: ...
 
     def assign(self, job: Claimed) -> None: ...
 
@@ -86,6 +90,7 @@ class Dispatcher:
         self._housekeeping_at = 0.0
         self.last_progress = time.monotonic()
         self.quota_blocked: dict[str, str] = {}  # iccid -> why (for state and LEDs)
+        self._all_held_until: float | None = None
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -142,25 +147,31 @@ class Dispatcher:
         day_key = self._policy.quota.keys(now)["day"]
         eligible = []
         blocked_now: dict[str, str] = {}
+        resumes: list[float] = []
+        busy = False
         for port in self._ports():
+            busy = busy or port.busy
             if not port.idle or not port.iccid:
                 continue
             sim = counters.get(port.iccid)
             block = blocked(self._policy.quota, sim, port.iccid, now)
             if block is not None:
                 blocked_now[port.iccid] = block.period
+                resumes.append(block.until)
                 if block.period not in ("gap", "benched"):
                     self._store.note_quota(port.iccid, block.key, port.name, block.period,
                                            block.limit, block.until, now)
                 continue
             eligible.append(port)
         self.quota_blocked = blocked_now
+        self._all_held_until = min(resumes) if resumes and not eligible and not busy else None
         return sorted(eligible, key=lambda p: (_day_count(counters, p.iccid, day_key), p.name))
 
     def _hand_out(self) -> None:
         now = self._clock()
         ports = self._eligible_ports(now)
         if not ports:
+            self._hold_queue(now)
             return
         for candidate in self._store.peek_queued(len(ports) * PEEK_PER_PORT):
             if not ports:
@@ -174,6 +185,16 @@ class Dispatcher:
             if job is not None:
                 port.assign(job)
                 ports.remove(port)
+
+    def _hold_queue(self, now: float) -> None:
+        """Every ready SIM is at a limit: what waits is `scheduled`, as HQ should see it."""
+        until = self._all_held_until
+        # Gaps of a few seconds are not worth a status per message.
+        if until is None or until - now < MIN_HOLD_S:
+            return
+        held = self._store.defer_all_queued(until, "sim_limits", now)
+        if held:
+            self._log.info("queue_held", messages=held, until=until)
 
     def _defer_if_needed(self, candidate: Candidate, now: float) -> bool:
         """Schedule a message that may not go now; True when it was deferred."""

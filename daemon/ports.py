@@ -149,6 +149,12 @@ class PortWorker:
     def operator(self) -> str | None:
         return self._radio.operator
 
+    @property
+    def busy(self) -> bool:
+        """Sending (or about to): its SIM is in use, not held by a limit."""
+        with self._lock:
+            return self._state is PortState.SENDING or self._job is not None
+
     def assign(self, job: Claimed) -> None:
         """Hand over one message already committed as `sending` to this port."""
         with self._lock:

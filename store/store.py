@@ -294,6 +294,22 @@ class Store(InboxMixin):
             body["reason"] = reason
             events.add(events.TOPIC_STATUS, body)
 
+    def defer_all_queued(self, until: float, reason: str, now: float) -> int:
+        """Every SIM is at a limit: the whole queue is scheduled until the earliest resumes."""
+        with self._tx():
+            rows = list(Message.select(Message.id, Message.hq_id, Message.batch_id,
+                                       Message.parts, Message.encoding)
+                        .where(Message.state == State.QUEUED))
+            Message.update(state=State.SCHEDULED, not_before=until, updated_at=now).where(
+                Message.state == State.QUEUED).execute()
+            for msg in rows:
+                body = events.status_body(msg.hq_id, msg.batch_id, State.SCHEDULED, now,
+                                          parts=msg.parts, encoding=msg.encoding)
+                body["not_before"] = events.rfc3339(until)
+                body["reason"] = reason
+                events.add(events.TOPIC_STATUS, body)
+            return len(rows)
+
     def sent_to_since(self, number: str, since: float) -> list[float]:
         """When messages to `number` were handed to a modem after `since` (frequency cap)."""
         with self._lock:

@@ -38,9 +38,10 @@ def pool_factory(tmp_path: Path) -> Iterator[type]:
 def daemon_factory(tmp_path: Path, broker: Broker) -> Iterator[type]:
     daemons: list[Daemon] = []
 
-    def make(pool: SimulatedPool, gw: str = "gw-test", extra: str = "") -> Daemon:
+    def make(pool: SimulatedPool, gw: str = "gw-test", extra: str = "",
+             modems_extra: str = "") -> Daemon:
         d = Daemon(tmp_path / f"gw{len(daemons)}", broker.port, str(pool.dir / "ttyGSM*"),
-                   gw=gw, extra=extra)
+                   gw=gw, extra=extra, modems_extra=modems_extra)
         daemons.append(d)
         return d
 

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,17 +62,18 @@ class Daemon:
     """`smsgw run --config FILE` in its own process."""
 
     def __init__(self, workdir: Path, broker_port: int, ports_glob: str, gw: str = "gw-test",
-                 extra: str = "") -> None:
+                 extra: str = "", modems_extra: str = "") -> None:
         self.dir = workdir
         self.gw = gw
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = self.dir / "smsgw.toml"
         self.config.write_text(
             f'[gateway]\nid = "{gw}"\ndata_dir = "{self.dir / "data"}"\n'
-            'default_region = "CN"\n\n'
+            'default_region = "CN"\n'
+            f'clock_offset_file = "{self.dir / "clock-offset"}"\n\n'
             f'[mqtt]\nhost = "127.0.0.1"\nport = {broker_port}\nreconnect_max_s = 2\n\n'
             f'[modems]\nports = ["{ports_glob}"]\nrescan_s = 1\nreopen_backoff_s = 0.5\n'
-            + extra, encoding="utf-8")
+            + modems_extra + extra, encoding="utf-8")
         self.log_path = self.dir / "daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -80,6 +82,10 @@ class Daemon:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(env_extra or {}))
         self.proc = subprocess.Popen([*smsgw_command(), "run", "--config", str(self.config)],
                                      stdout=log, stderr=log, env=env)
+
+    def set_clock(self, epoch: float) -> None:
+        """Make the daemon's clock read `epoch` from now on (the injectable clock)."""
+        (self.dir / "clock-offset").write_text(f"{epoch - time.time():.3f}")
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

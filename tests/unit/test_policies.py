@@ -116,6 +116,7 @@ class FakePort:
     iccid: str | None
     operator: str | None
     idle: bool = True
+    busy: bool = False
 
     def assign(self, job: object) -> None: ...
 
