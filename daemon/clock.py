@@ -6,23 +6,28 @@ import os
 import time
 from pathlib import Path
 
+RECHECK_S = 0.2
+
 
 class Clock:
     """Callable returning epoch seconds; with `offset_file`, plus the seconds written in it.
 
-    The file is re-read when it changes (one stat per call), so a test can jump to
-    23:00 in Beijing and back without restarting the daemon.
+    The file is looked at again at most every RECHECK_S when it changed, so a test can
+    jump to 23:00 in Beijing and back without restarting the daemon.
     """
 
     def __init__(self, offset_file: str = "") -> None:
         self._path = Path(offset_file) if offset_file else None
         self._mtime: float | None = None
         self._offset = 0.0
+        self._checked_at = 0.0
 
     def __call__(self) -> float:
-        if self._path is not None:
+        now = time.time()
+        if self._path is not None and abs(now - self._checked_at) >= RECHECK_S:
+            self._checked_at = now
             self._refresh(self._path)
-        return time.time() + self._offset
+        return now + self._offset
 
     def _refresh(self, path: Path) -> None:
         try:

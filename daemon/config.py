@@ -77,6 +77,64 @@ class MqttSettings:
         lambda v: v == "" or bool(_GATEWAY_ID.fullmatch(v)), "must match [A-Za-z0-9_-]{1,64}"))
     reconnect_max_s: int = field(default=60, metadata=_check(lambda v: 1 <= v <= 3600,
                                                              "must be 1..3600"))
+    # TLS: on when tls_ca or tls_cert is set. tls_ca pins the broker's CA (empty: the
+    # system store); tls_cert + tls_key are this gateway's client certificate.
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Skips the broker host name check (never the CA check): for brokers reached by IP.
+    tls_insecure: bool = False
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ConfigError("mqtt.tls_key" if self.tls_cert else "mqtt.tls_cert",
+                              "tls_cert and tls_key must be given together")
+        for key, path in (("mqtt.tls_ca", self.tls_ca), ("mqtt.tls_cert", self.tls_cert)):
+            if path and not Path(path).is_file():
+                raise ConfigError(key, f"{path} is not a readable file")
+        check_secret_file("mqtt.password_file", self.password_file)
+        check_secret_file("mqtt.tls_key", self.tls_key)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_ca or self.tls_cert)
+
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SecuritySettings:
+    # When set, every batch must carry a valid HMAC-SHA256 (daemon/signing.py).
+    batch_hmac_key_file: str = ""
+    max_batch_age_s: int = field(default=300, metadata=_check(lambda v: 1 <= v <= 86400,
+                                                              "must be 1..86400 seconds"))
+    max_clock_skew_s: int = field(default=30, metadata=_check(lambda v: 0 <= v <= 3600,
+                                                              "must be 0..3600 seconds"))
+    max_payload_bytes: int = field(default=16 * MIB, metadata=_check(
+        lambda v: 1024 <= v <= 256 * MIB, "must be 1024..268435456 bytes"))
+    max_messages_per_batch: int = field(default=100_000, metadata=_check(
+        lambda v: 1 <= v <= 1_000_000, "must be 1..1000000"))
+    max_text_chars: int = field(default=2000, metadata=_check(lambda v: 1 <= v <= 100_000,
+                                                              "must be 1..100000"))
+
+    def __post_init__(self) -> None:
+        check_secret_file("security.batch_hmac_key_file", self.batch_hmac_key_file)
+
+
+def check_secret_file(key: str, path: str) -> None:
+    """A secret file must exist and be readable by its owner only (mode 0600 or 0400)."""
+    if not path:
+        return
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError as e:
+        raise ConfigError(key, f"{path} cannot be read ({e.strerror})") from e
+    if not Path(path).is_file():
+        raise ConfigError(key, f"{path} is not a file")
+    if mode & 0o077:
+        raise ConfigError(key, f"{path} is open to group or others (mode {mode & 0o777:o}); "
+                          f"chmod 600 {path}")
 
 
 @dataclass(frozen=True)
@@ -242,6 +300,7 @@ class Settings:
     limits: LimitsSettings = LimitsSettings()
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     routing: tuple[RouteSettings, ...] = ()
+    security: SecuritySettings = SecuritySettings()
 
     @property
     def data_dir(self) -> Path:
