@@ -327,18 +327,20 @@ class PortWorker:
         pdus = encode_submit(job.to, plan, self._next_reference(), job.delivery_report)
 
         def on_part(index: int, mr: int) -> None:
-            self._durably(lambda: self._store.record_part(job.id, index + 1, iccid, mr,
-                                                          self._clock()))
+            if index + 1 < len(pdus):  # the last part is committed with `sent`, below
+                self._durably(lambda: self._store.record_part(job.id, index + 1, iccid, mr,
+                                                              self._clock()))
 
         try:
-            self._modem.send(pdus, on_part)
+            mrs = self._modem.send(pdus, on_part)
         except SendError as e:
             self._settle_failure(job, e)
         else:
             now = self._clock()
             self._sim_failures = 0
-            self._durably(lambda: self._store.mark_sent(job.id, now,
-                                                        self._config.quota.keys(now)))
+            last = (len(mrs), iccid, mrs[-1])
+            self._durably(lambda: self._store.mark_sent(
+                job.id, now, self._config.quota.keys(now), last_part=last))
             self._log.info("sent", msg_id=job.hq_id, batch_id=job.batch_id, iccid=iccid,
                            to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
         finally:

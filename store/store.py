@@ -367,9 +367,19 @@ class Store(InboxMixin):
                 " VALUES (?, ?, ?, ?, ?)", (message_id, number, iccid, mr, now))
 
     def mark_sent(self, message_id: int, now: float,
-                  period_keys: dict[str, str] | None = None) -> None:
-        """Every part was taken by the network; the SIM's counters grow by its parts."""
+                  period_keys: dict[str, str] | None = None,
+                  last_part: tuple[int, str, int] | None = None) -> None:
+        """Every part was taken by the network; the SIM's counters grow by its parts.
+
+        `last_part` (number, iccid, mr) is recorded in the same commit: one fsync
+        fewer between two sends on a port.
+        """
         with self._tx():
+            if last_part is not None:
+                number, iccid, mr = last_part
+                self._db.execute_sql(
+                    "INSERT OR REPLACE INTO part (message_id, number, iccid, mr, sent_at)"
+                    " VALUES (?, ?, ?, ?, ?)", (message_id, number, iccid, mr, now))
             msg = self._move(message_id, State.SENT, now)
             if period_keys is not None:
                 self._count_send(msg.iccid, msg.parts, now, period_keys)
