@@ -2,6 +2,9 @@
 
   python scripts/bench.py utilisation --ports 16 --latency 0.5 --messages 2000
   python scripts/bench.py intake --messages 100000
+  python scripts/bench.py pick                       # next-message cost, 1,000 vs 1,000,000 queued
+  python scripts/bench.py idle --ports 64            # CPU and RSS of an idle 64-port daemon
+  python scripts/bench.py inbound --replies 200      # modem notification -> MQTT publish
 
 Figures go into BENCHMARKS.md with the date, the machine and this command.
 """
@@ -32,6 +35,14 @@ def _proc_status(pid: int, key: str) -> int:
     """A kB figure (VmRSS, VmHWM) from /proc/PID/status."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _write_bytes(pid: int) -> int:
+    """Bytes the process caused to be written to storage (/proc/PID/io)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("write_bytes:"):
             return int(line.split()[1])
     return 0
 
@@ -70,7 +81,8 @@ def _all_ready(hq: Hq, ports: int) -> bool:
 def utilisation(args: argparse.Namespace) -> dict[str, Any]:
     """Achieved send rate over the pool's aggregate capacity (ports / mean latency)."""
     with tempfile.TemporaryDirectory() as tmp:
-        broker, pool, daemon, hq = _setup(Path(tmp), args.ports, (args.latency, 0.0))
+        broker, pool, daemon, hq = _setup(Path(tmp), args.ports, (args.latency, 0.0),
+                                          _NO_LIMITS)
         try:
             ids = [f"u-{i}" for i in range(args.messages)]
             batch = {"batch_id": "bench", "messages": [
@@ -78,11 +90,13 @@ def utilisation(args: argparse.Namespace) -> dict[str, Any]:
                 for n, i in enumerate(ids)]}
             assert daemon.proc is not None
             cpu0 = _cpu_seconds(daemon.proc.pid)
+            written0 = _write_bytes(daemon.proc.pid)
             hq.publish("outbox", batch)
             hq.wait_ack("bench", timeout=60)
             wait_until(lambda: len(pool.network()) >= 1, 30, "the first send")
             hq.wait_final(ids, {"sent", "failed"}, timeout=args.messages * args.latency + 120)
             cpu1 = _cpu_seconds(daemon.proc.pid)
+            written = _write_bytes(daemon.proc.pid) - written0
             records = pool.network()
             stamps = sorted(time.mktime(time.strptime(r["at"][:19], "%Y-%m-%dT%H:%M:%S"))
                             + float("0." + r["at"][20:23]) for r in records)
@@ -95,6 +109,7 @@ def utilisation(args: argparse.Namespace) -> dict[str, Any]:
                     "achieved_per_s": round(achieved, 2),
                     "utilisation": round(achieved / capacity, 4),
                     "cpu_ms_per_message": round((cpu1 - cpu0) * 1000 / len(records), 3),
+                    "disk_bytes_written_per_message": round(written / len(records)),
                     "daemon_rss_kb": _proc_status(daemon.proc.pid, "VmRSS")}
         finally:
             _teardown(broker, pool, daemon, hq)
@@ -127,6 +142,86 @@ def intake(args: argparse.Namespace) -> dict[str, Any]:
             _teardown(broker, pool, daemon, hq)
 
 
+def pick(args: argparse.Namespace) -> dict[str, Any]:
+    """Cost of choosing and claiming the next message, with a small and a huge queue."""
+    from store.store import Store
+
+    out: dict[str, Any] = {"claims_timed": args.claims}
+    for queued in (1_000, 1_000_000):
+        with tempfile.TemporaryDirectory() as tmp:
+            store = Store(tmp)
+            store.run_started = time.time()
+            _fill(store, queued)
+            t0 = time.perf_counter()
+            for _ in range(args.claims):
+                candidate = store.peek_queued(4)[0]
+                store.claim(candidate.id, "ttyGSM0", "8986000000000000000", time.time())
+            out[f"ms_per_pick_at_{queued}"] = round(
+                (time.perf_counter() - t0) * 1000 / args.claims, 3)
+            store.close()
+    out["ratio_1M_over_1k"] = round(out["ms_per_pick_at_1000000"] / out["ms_per_pick_at_1000"],
+                                    3)
+    return out
+
+
+def _fill(store: Any, count: int) -> None:
+    """Queue `count` messages in batches of 50,000 through the store's own intake path."""
+    from store.store import NewMessage
+
+    chunk = 50_000
+    for start in range(0, count, chunk):
+        messages = [NewMessage(f"m{i}", f"b{start}", f"+86138{i:08d}", f"text {i}", "gsm7", 1,
+                               i % 10, None, None, True, False)
+                    for i in range(start, min(count, start + chunk))]
+        store.accept_batch(f"b{start}", messages, [], time.time())
+
+
+def idle(args: argparse.Namespace) -> dict[str, Any]:
+    """CPU share and RSS of a daemon holding `ports` ready modems and nothing to send."""
+    with tempfile.TemporaryDirectory() as tmp:
+        broker, pool, daemon, hq = _setup(Path(tmp), args.ports, (0.5, 0.0), _NO_LIMITS)
+        try:
+            assert daemon.proc is not None
+            time.sleep(args.settle)  # let start-up scans finish: we measure the steady state
+            cpu0, t0 = _cpu_seconds(daemon.proc.pid), time.monotonic()
+            time.sleep(args.seconds)
+            cpu = _cpu_seconds(daemon.proc.pid) - cpu0
+            wall = time.monotonic() - t0
+            return {"ports": args.ports, "seconds": round(wall, 1),
+                    "idle_cpu_percent_of_a_core": round(cpu / wall * 100, 3),
+                    "steady_rss_kb": _proc_status(daemon.proc.pid, "VmRSS"),
+                    "threads": _proc_status(daemon.proc.pid, "Threads")}
+        finally:
+            _teardown(broker, pool, daemon, hq)
+
+
+def inbound(args: argparse.Namespace) -> dict[str, Any]:
+    """Latency from a reply's +CMTI to its publish on smsgw/{gw}/inbox (instant simulator)."""
+    from modem.sim.control import request
+
+    with tempfile.TemporaryDirectory() as tmp:
+        broker, pool, daemon, hq = _setup(Path(tmp), args.ports, (0.0, 0.0), _NO_LIMITS)
+        try:
+            latencies = []
+            for i in range(args.replies):
+                seen = len(hq.on("inbox"))
+                t0 = time.monotonic()
+                request(pool.dir, {"cmd": "inject_sms", "port": i % args.ports,
+                                   "from": f"+861390013{i:04d}", "text": f"reply {i}"})
+                wait_until(lambda seen=seen: len(hq.on("inbox")) > seen, 10, "the reply")
+                latencies.append(time.monotonic() - t0)
+            latencies.sort()
+            return {"replies": args.replies, "ports": args.ports,
+                    "p50_ms": round(latencies[len(latencies) // 2] * 1000, 1),
+                    "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+                    "max_ms": round(latencies[-1] * 1000, 1)}
+        finally:
+            _teardown(broker, pool, daemon, hq)
+
+
+_NO_LIMITS = "\n[limits]\nper_hour = 0\nper_day = 0\n"
+
+
 def _teardown(broker: Broker, pool: SimulatedPool, daemon: Daemon, hq: Hq) -> None:
     hq.close()
     if daemon.alive:
@@ -147,6 +242,18 @@ def main() -> int:
     i = sub.add_parser("intake")
     i.add_argument("--messages", type=int, default=100_000)
     i.set_defaults(func=intake)
+    p = sub.add_parser("pick")
+    p.add_argument("--claims", type=int, default=2000)
+    p.set_defaults(func=pick)
+    d = sub.add_parser("idle")
+    d.add_argument("--ports", type=int, default=64)
+    d.add_argument("--seconds", type=float, default=60.0)
+    d.add_argument("--settle", type=float, default=10.0)
+    d.set_defaults(func=idle)
+    n = sub.add_parser("inbound")
+    n.add_argument("--replies", type=int, default=200)
+    n.add_argument("--ports", type=int, default=4)
+    n.set_defaults(func=inbound)
     args = parser.parse_args()
     result = args.func(args)
     result.update(bench=args.bench, date=time.strftime("%Y-%m-%d"), machine=platform.machine(),
