@@ -119,7 +119,10 @@ class SecuritySettings:
                                                               "must be 1..100000"))
 
     def __post_init__(self) -> None:
-        check_secret_file("security.batch_hmac_key_file", self.batch_hmac_key_file)
+        key = "security.batch_hmac_key_file"
+        check_secret_file(key, self.batch_hmac_key_file)
+        if self.batch_hmac_key_file and not Path(self.batch_hmac_key_file).read_bytes().strip():
+            raise ConfigError(key, f"{self.batch_hmac_key_file} is empty")
 
 
 def check_secret_file(key: str, path: str) -> None:
@@ -182,7 +185,7 @@ class SendSettings:
 
 @dataclass(frozen=True)
 class ReceiveSettings:
-    scan_s: float = field(default=30.0, metadata=_check(lambda v: 1 <= v <= 3600,
+    scan_s: float = field(default=60.0, metadata=_check(lambda v: 1 <= v <= 3600,
                                                         "must be 1..3600 seconds"))
     reassembly_timeout_s: float = field(default=300.0, metadata=_check(
         lambda v: 1 <= v <= 86400, "must be 1..86400 seconds"))

@@ -29,9 +29,11 @@ from store import events
 from store.models import State
 from store.store import Claimed, Store, StoreUnavailable
 
-RADIO_POLL_S = 30.0  # CSQ/CREG while idle: often enough for a dashboard, rare on the wire
+RADIO_POLL_S = 60.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare on the wire
 BENCHED_POLL_S = 5.0  # a port without network looks again this often
-IDLE_WAIT_S = 1.0
+# Work arrives by events (assign, a notification, a task); the timeout only brings
+# the next radio poll or storage scan, so an idle pool does not spin.
+IDLE_WAIT_MAX_S = 5.0
 STORE_RETRY_S = 2.0
 UP_STATES = frozenset({"ready", "sending"})
 
@@ -313,7 +315,8 @@ class PortWorker:
             self._log.error("inbound_not_stored", error=str(e))
 
     def _take_job(self) -> Claimed | None:
-        self._wake.wait(IDLE_WAIT_S)
+        due = min(self._radio_at, self._receiver.scan_at) - time.monotonic()
+        self._wake.wait(min(IDLE_WAIT_MAX_S, max(0.0, due)))
         self._wake.clear()
         with self._lock:
             return self._job

@@ -65,12 +65,19 @@ class Receiver:
         self._log = log
         self._on_stored = on_stored  # wakes the publisher
         self._scan_at = 0.0
+        self._memories: list[str] | None = None
         self.iccid = ""
 
     def reset(self, iccid: str) -> None:
         """A (re)opened modem: remember its SIM and scan its storage now."""
         self.iccid = iccid
         self._scan_at = 0.0
+        self._memories = None
+
+    @property
+    def scan_at(self) -> float:
+        """When the next storage scan is due (time.monotonic)."""
+        return self._scan_at
 
     def handle_unsolicited(self) -> None:
         """Act on every notification queued since the last call."""
@@ -94,7 +101,9 @@ class Receiver:
         if now < self._scan_at:
             return
         self._scan_at = now + self._policy.scan_s
-        for memory in self._modem.memories():
+        if self._memories is None:
+            self._memories = self._modem.memories()  # once per opening: it never changes
+        for memory in self._memories:
             for stored in self._modem.list_stored(memory):
                 if memory == REPORT_MEMORY:
                     self._take_report(stored)

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import serial
 from gsmmodem import exceptions as gsm_exc
@@ -105,6 +106,39 @@ class _QueueingGsmModem(GsmModem):
         self._wake()
 
 
+class _BufferedReads:
+    """A pyserial port whose one-byte reads are served from a buffer.
+
+    python-gsmmodem's reader thread calls read(1) per byte: a select() and a
+    read() system call each, most of an idle gateway's CPU. This fills the buffer
+    with everything waiting at once; everything else goes to the real port.
+    Only the library's reader thread reads, so the buffer needs no lock.
+    """
+
+    def __init__(self, port: serial.Serial) -> None:
+        self._port = port
+        self._buffer = bytearray()
+
+    def read(self, size: int = 1) -> bytes:
+        if not self._buffer:
+            waiting = self._port.in_waiting
+            # Nothing waiting: block for one byte (up to the port's timeout) as before.
+            self._buffer += self._port.read(waiting if waiting else 1)
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return out
+
+    def inWaiting(self) -> int:  # the library calls it by this old pyserial name
+        return len(self._buffer) + int(self._port.in_waiting)
+
+    @property
+    def in_waiting(self) -> int:
+        return self.inWaiting()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+
 def _ignore(*_args: object) -> None:
     """A callback the library wants but that the queueing subclass never calls."""
 
@@ -151,6 +185,7 @@ class ModemPort:
         try:
             with _translated("connect"):
                 self._gsm.connect()
+            self._gsm.serial = _BufferedReads(self._gsm.serial)
             return ModemInfo(
                 path=self.path,
                 imei=self._line("AT+CGSN"),
