@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     balance.add_argument("--timeout", type=float, default=BALANCE_TIMEOUT_S)
     _talk(sub, "leds", "what each LED shows now", _leds)
 
+    _hq_parser(sub)
+
     check = sub.add_parser("check-config", help="parse the config file and report problems")
     check.add_argument("--config", default=config.DEFAULT_CONFIG)
     check.set_defaults(func=_check_config)
@@ -340,4 +342,47 @@ def _probe(args: argparse.Namespace) -> int:
         for key, value in result.items():
             shown = ("yes" if value else "no") if isinstance(value, bool) else value
             print(f"{key.ljust(width)}  {'-' if shown is None else shown}")
+    return 0
+
+
+def _hq_parser(sub: Any) -> None:
+    hq = sub.add_parser("hq", help="HQ-side helpers (sign and publish a batch)")
+    hq_sub = hq.add_subparsers(dest="hq_command", required=True)
+    pub = hq_sub.add_parser("publish", help="publish a Batch file to smsgw/{gw}/outbox")
+    pub.add_argument("batch", help="the Batch JSON file, published byte for byte")
+    pub.add_argument("--host", default="127.0.0.1")
+    pub.add_argument("--port", type=int, default=1883)
+    pub.add_argument("--gw", required=True, help='gateway id, or "fleet" for the shared topic')
+    pub.add_argument("--key-file", help="HMAC key file: sign the batch")
+    pub.add_argument("--username", default="")
+    pub.add_argument("--password-file", help="the password, first line of this file")
+    pub.add_argument("--tls-ca", default="", help="CA certificate that signed the broker's")
+    pub.add_argument("--tls-cert", default="", help="HQ's client certificate")
+    pub.add_argument("--tls-key", default="", help="HQ's client key (mode 0600)")
+    pub.add_argument("--tls-insecure", action="store_true",
+                     help="do not check the broker's host name (the CA is still checked)")
+    pub.add_argument("--wait-ack", type=float, default=0.0, metavar="SECONDS",
+                     help="wait this long for the BatchAck and print it")
+    pub.set_defaults(func=_hq_publish)
+
+
+def _hq_publish(args: argparse.Namespace) -> int:
+    import json
+
+    from daemon.hq import Broker, HqError, publish_batch, read_secret
+    from daemon.signing import read_key
+
+    try:
+        payload = open(args.batch, "rb").read()  # noqa: SIM115 - read at once
+        key = read_key(args.key_file) if args.key_file else None
+        broker = Broker(args.host, args.port, args.username,
+                        read_secret(args.password_file) if args.password_file else "",
+                        args.tls_ca, args.tls_cert, args.tls_key, args.tls_insecure)
+        ack = publish_batch(payload, broker, args.gw, key, args.wait_ack)
+    except (OSError, ValueError, HqError) as e:  # ConfigError is a ValueError
+        print(f"smsgw hq publish: {e}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps(ack, ensure_ascii=False) if ack is not None
+          else f"published {len(payload)} bytes to smsgw/{args.gw}/outbox"
+          + (" (signed)" if key is not None else ""))
     return 0

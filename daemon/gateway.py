@@ -29,7 +29,7 @@ from daemon.control import ControlServer
 from daemon.control_handlers import control_handlers
 from daemon.dispatcher import Dispatcher, SendPolicy
 from daemon.failures import Ladder
-from daemon.intake import Intake
+from daemon.intake import Intake, batch_verifier, input_limits
 from daemon.leds import LedPanel
 from daemon.mqtt import Incoming, MqttLink
 from daemon.optout import OptOutMatcher
@@ -119,7 +119,9 @@ class Gateway:
         self.leds = LedPanel(settings.leds)
         self.control = ControlServer(settings.control_socket, control_handlers(self))
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
-                             ack=self.mqtt.ack_batch, on_committed=self._on_committed)
+                             ack=self.mqtt.ack_batch, on_committed=self._on_committed,
+                             input_limits=input_limits(settings),
+                             verifier=batch_verifier(settings, clock()))
 
     # --- lifecycle ----------------------------------------------------------
 

@@ -12,8 +12,11 @@ import time
 from collections.abc import Callable
 
 from daemon import logs
-from daemon.batch import BadBatch, BatchLimits, parse
+from daemon.batch import BadBatch, BatchLimits, decode, parse
+from daemon.config import Settings
+from daemon.limits import InputLimits, check_count, check_size, check_texts
 from daemon.mqtt import Incoming
+from daemon.signing import BatchRefused, ReplayGuard, Verified, Verifier, read_key
 from store import events
 from store.store import Store, StoreUnavailable
 
@@ -26,8 +29,11 @@ class Intake:
 
     def __init__(self, store: Store, limits: BatchLimits, high_water: int,
                  clock: Callable[[], float], ack: Callable[[Incoming], None],
-                 on_committed: Callable[[], None]) -> None:
+                 on_committed: Callable[[], None], input_limits: InputLimits | None = None,
+                 verifier: Verifier | None = None) -> None:
         self._store = store
+        self._input_limits = input_limits
+        self._verifier = verifier
         self._limits = limits
         self._high_water = high_water
         self._clock = clock
@@ -102,10 +108,46 @@ class Intake:
         self._store.add_event(events.TOPIC_ACK, {
             "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
 
+    def _refuse(self, item: Incoming, refused: BatchRefused) -> None:
+        """A batch refused unread (size, signature): its batch_id only when cheap to read."""
+        batch_id = None
+        if refused.code != "payload_too_large":
+            try:
+                found = decode(item.payload).get("batch_id")
+                batch_id = found if isinstance(found, str) else None
+            except BadBatch:
+                pass
+        self._store.add_event(events.TOPIC_ACK, {
+            "batch_id": batch_id, "error": {"code": refused.code, "reason": refused.reason}})
+        self._log.warning("batch_refused", batch_id=batch_id, code=refused.code,
+                          reason=refused.reason, bytes=len(item.payload))
+
     def _commit(self, item: Incoming) -> None:
         now = self._clock()
+        verified: Verified | None = None
+        try:
+            if self._input_limits is not None:
+                check_size(item.payload, self._input_limits)
+            if self._verifier is not None:
+                verified = self._verifier.verify(item.payload, item.properties, now)
+            if self._input_limits is not None:
+                check_count(item.payload, self._input_limits)
+        except BatchRefused as e:
+            self._refuse(item, e)
+        except BadBatch:
+            self._handle(item, now)  # not JSON: the parser answers bad_batch
+        else:
+            self._handle(item, now)
+        if verified is not None and self._verifier is not None:
+            # After the commit: a crash before this line has the broker redeliver the
+            # batch, which is then taken again (its ids count as duplicates).
+            self._verifier.remember(verified, now)
+
+    def _handle(self, item: Incoming, now: float) -> None:
         try:
             parsed = parse(item.payload, self._limits, now)
+            if self._input_limits is not None:
+                parsed = check_texts(parsed, self._input_limits)
         except Exception as e:  # bad input of any shape must never stall the intake
             bad = e if isinstance(e, BadBatch) else BadBatch(f"unreadable batch: {e!r}")
             if not isinstance(e, BadBatch):
@@ -118,3 +160,19 @@ class Intake:
                                            now)
         self._log.info("batch_accepted", batch_id=parsed.batch_id, accepted=outcome.accepted,
                        duplicates=outcome.duplicates, rejected=len(parsed.rejected))
+
+
+def input_limits(settings: Settings) -> InputLimits:
+    """The [security] size limits."""
+    sec = settings.security
+    return InputLimits(sec.max_payload_bytes, sec.max_messages_per_batch, sec.max_text_chars)
+
+
+def batch_verifier(settings: Settings, now: float) -> Verifier | None:
+    """A Verifier when [security] batch_hmac_key_file is set, else None (unsigned is fine)."""
+    sec = settings.security
+    if not sec.batch_hmac_key_file:
+        return None
+    window = sec.max_batch_age_s + sec.max_clock_skew_s
+    return Verifier(read_key(sec.batch_hmac_key_file), sec.max_batch_age_s,
+                    sec.max_clock_skew_s, ReplayGuard(settings.data_dir, now, window))

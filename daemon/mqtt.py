@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ class Incoming:
     payload: bytes
     mid: int
     qos: int
+    # MQTT 5 user properties of the PUBLISH, in order (the batch signature travels here).
+    properties: tuple[tuple[str, str], ...] = ()
 
 
 class MqttLink:
@@ -57,6 +61,8 @@ class MqttLink:
         self._log = logs.get("mqtt")
         self.subscribed = threading.Event()
         self.control_connected = threading.Event()
+        self._connect_errors: dict[str, str] = {}
+        self._connected_links: set[str] = set()
         self.control = self._client(f"smsgw-{gateway_id}", manual_ack=False)
         self.intake = self._client(f"smsgw-{gateway_id}-outbox", manual_ack=True)
         self.control.will_set(f"{self.root}/state", json.dumps(will), qos=QOS, retain=True)
@@ -79,6 +85,10 @@ class MqttLink:
         client.reconnect_delay_set(RECONNECT_MIN_S, self._settings.reconnect_max_s)
         if self._settings.username:
             client.username_pw_set(self._settings.username, _password(self._settings))
+        if self._settings.tls:
+            tls_configure(client, self._settings)
+        link = "intake" if manual_ack else "control"
+        client.on_connect_fail = lambda _c, _u: self._connect_failed(link)
         return client
 
     def _connect_properties(self, receive_maximum: int | None = None) -> Properties:
@@ -130,8 +140,21 @@ class MqttLink:
                 self._log.exception("mqtt_callback_failed", callback=fn.__name__)
         return wrapper
 
+    def _connect_failed(self, link: str) -> None:
+        """paho calls this inside its `except` block: the exception says why (TLS, refused)."""
+        error = sys.exc_info()[1]
+        self._note_failure(link, f"{type(error).__name__}: {error}" if error else "unknown")
+
+    def _note_failure(self, link: str, text: str) -> None:
+        """Log a failed connection attempt once per distinct reason, not once per retry."""
+        if self._connect_errors.get(link) != text:
+            self._connect_errors[link] = text
+            self._log.warning("broker_unreachable", link=link, error=text,
+                              tls=self._settings.tls)
+
     def _control_connected(self, client: paho.Client, _u: Any, flags: Any, reason: Any,
                            _p: Any) -> None:
+        self._connect_errors.pop("control", None)
         if reason.is_failure:
             self._log.warning("broker_refused", link="control", reason=str(reason))
             return
@@ -145,10 +168,14 @@ class MqttLink:
     def _control_disconnected(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self.control_connected.is_set():
             self._log.warning("broker_lost", link="control", reason=str(reason))
+        else:  # dropped before CONNACK: with TLS 1.3 a refused certificate shows up here
+            self._note_failure("control", f"closed before CONNACK: {reason}")
         self.control_connected.clear()
 
     def _intake_connected(self, client: paho.Client, _u: Any, _f: Any, reason: Any,
                           _p: Any) -> None:
+        self._connect_errors.pop("intake", None)
+        self._connected_links.add("intake")
         if reason.is_failure:
             self._log.warning("broker_refused", link="intake", reason=str(reason))
             return
@@ -160,6 +187,9 @@ class MqttLink:
     def _intake_disconnected(self, _c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self.subscribed.is_set():
             self._log.warning("broker_lost", link="intake", reason=str(reason))
+        elif "intake" not in self._connected_links:
+            self._note_failure("intake", f"closed before CONNACK: {reason}")
+        self._connected_links.discard("intake")
         self.subscribed.clear()
 
     def _intake_subscribed(self, _c: Any, _u: Any, _mid: int, reasons: list[Any],
@@ -172,13 +202,29 @@ class MqttLink:
             self._on_online()
 
     def _batch_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        self._on_batch(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
+        self._on_batch(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos,
+                                user_properties(msg)))
 
     def _command_message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         self._on_command(Incoming(msg.topic, bytes(msg.payload), msg.mid, msg.qos))
 
     def _published(self, _c: Any, _u: Any, mid: int, _reason: Any, _p: Any) -> None:
         self._on_puback(mid)
+
+
+def user_properties(msg: paho.MQTTMessage) -> tuple[tuple[str, str], ...]:
+    """The MQTT 5 user properties of a received message (none on MQTT 3.1.1)."""
+    props = getattr(msg, "properties", None)
+    pairs = getattr(props, "UserProperty", None) or []
+    return tuple((str(k), str(v)) for k, v in pairs)
+
+
+def tls_configure(client: paho.Client, settings: MqttSettings) -> None:
+    """TLS with the pinned CA (or the system store) and our client certificate, if any."""
+    client.tls_set(ca_certs=settings.tls_ca or None, certfile=settings.tls_cert or None,
+                   keyfile=settings.tls_key or None, cert_reqs=ssl.CERT_REQUIRED,
+                   tls_version=ssl.PROTOCOL_TLS_CLIENT)
+    client.tls_insecure_set(settings.tls_insecure)
 
 
 def _password(settings: MqttSettings) -> str:
