@@ -36,6 +36,8 @@ RESET_READ_S = 5.0  # AT+CFUN takes a few seconds on real modems
 RESET_READ_MAX = 256
 # 27.007 §9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15 wrong SIM
 CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
+READER_TIMEOUT_S = 10.0
+READER_JOIN_S = 2.0
 PROMPT_TIMEOUT_S = 5.0
 USSD_TIMEOUT_S = 20.0  # AT+CMGS=<n> answers "> " at once on every modem we know
 COMMAND_TIMEOUT_S = 10.0
@@ -100,6 +102,10 @@ class _QueueingGsmModem(GsmModem):
                          smsStatusReportCallback=_ignore, requestDelivery=True)
         self._sink = sink
         self._wake = wake
+
+    # The library's reader blocks in read() up to this long before it looks at `alive`;
+    # its default of 1 s woke 64 idle threads 64 times a second. close() cancels the read.
+    timeout = READER_TIMEOUT_S
 
     def _handleModemNotification(self, lines: list[str]) -> None:
         self._sink.put(list(lines))
@@ -205,8 +211,11 @@ class ModemPort:
             return
         gsm.alive = False
         try:
+            port = getattr(gsm, "serial", None)
+            if port is not None:
+                port.cancel_read()  # wake the reader out of its READER_TIMEOUT_S wait
             if getattr(gsm, "rxThread", None) is not None:
-                gsm.rxThread.join(timeout=2)
+                gsm.rxThread.join(timeout=READER_JOIN_S)
             if getattr(gsm, "serial", None) is not None:
                 gsm.serial.close()
         except (serial.SerialException, OSError):
