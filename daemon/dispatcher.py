@@ -21,8 +21,8 @@ from daemon.quota import QuotaPolicy, blocked
 from daemon.schedule import QuietHours, Route, cap_until, quiet_until, route_for
 from store.store import Candidate, Claimed, SimCounters, Store
 
-HOUSEKEEPING_S = 1.0  # how often scheduled messages are promoted and overdue ones expired
-MAX_WAIT_S = 1.0
+HOUSEKEEPING_S = 2.0  # how often scheduled messages are promoted and overdue ones expired
+MAX_WAIT_S = 2.0
 PEEK_PER_PORT = 4
 MIN_HOLD_S = 30.0  # candidates looked at per idle port each round: bounds the work
 

@@ -17,7 +17,7 @@ from store.events import with_envelope
 from store.store import Store
 
 WINDOW = 200  # rows in paho's hands at most
-IDLE_WAIT_S = 0.5
+IDLE_WAIT_S = 5.0  # new rows and PUBACKs wake it; this is only a safety net
 DELETE_BATCH = 100
 
 
