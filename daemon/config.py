@@ -185,7 +185,7 @@ class SendSettings:
 
 @dataclass(frozen=True)
 class ReceiveSettings:
-    scan_s: float = field(default=60.0, metadata=_check(lambda v: 1 <= v <= 3600,
+    scan_s: float = field(default=120.0, metadata=_check(lambda v: 1 <= v <= 3600,
                                                         "must be 1..3600 seconds"))
     reassembly_timeout_s: float = field(default=300.0, metadata=_check(
         lambda v: 1 <= v <= 86400, "must be 1..86400 seconds"))

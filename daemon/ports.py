@@ -29,7 +29,7 @@ from store import events
 from store.models import State
 from store.store import Claimed, Store, StoreUnavailable
 
-RADIO_POLL_S = 60.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare on the wire
+RADIO_POLL_S = 120.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare on the wire
 BENCHED_POLL_S = 5.0  # a port without network looks again this often
 # Work arrives by events (assign, a notification, a task); the timeout only brings
 # the next radio poll or storage scan, so an idle pool does not spin.
