@@ -204,6 +204,11 @@ def _text(item: dict[str, Any], batch_template: str | None) -> str:
     return text
 
 
+def has_lone_surrogate(value: str) -> bool:
+    """True when `value` holds half a UTF-16 pair, which no SMS or SQLite row can carry."""
+    return _SURROGATE.search(value) is not None
+
+
 def _no_lone_surrogate(value: str, what: str) -> None:
     """JSON may escape half a UTF-16 pair ("\ud83d"); no SMS and no SQLite row can carry it."""
     bad = _SURROGATE.search(value)

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from daemon import logs
-from daemon.batch import BadBatch, Rejected, decode, normalise_number
+from daemon.batch import BadBatch, Rejected, decode, has_lone_surrogate, normalise_number
 
 if TYPE_CHECKING:
     from daemon.gateway import Gateway
@@ -54,11 +54,16 @@ def handle_command(gw: Gateway, payload: bytes) -> dict[str, Any] | None:
 
 def _strings(doc: dict[str, Any], key: str) -> list[str]:
     value = doc.get(key)
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list) or not all(_clean(v) for v in value):
         raise CommandFailed("bad_command", f"{key} must be a list of strings")
     if len(value) > MAX_IDS:
         raise CommandFailed("bad_command", f"{key} has more than {MAX_IDS} items")
     return value
+
+
+def _clean(value: Any) -> bool:
+    """A string SQLite can store: JSON may carry half a UTF-16 pair ("\\ud800")."""
+    return isinstance(value, str) and not has_lone_surrogate(value)
 
 
 def _cancel(gw: Gateway, doc: dict[str, Any]) -> Any:
@@ -70,7 +75,7 @@ def _cancel(gw: Gateway, doc: dict[str, Any]) -> Any:
 
 def _cancel_batch(gw: Gateway, doc: dict[str, Any]) -> Any:
     batch_id = doc.get("batch_id")
-    if not isinstance(batch_id, str) or not batch_id:
+    if not _clean(batch_id) or not batch_id:
         raise CommandFailed("bad_command", "batch_id must be a non-empty string")
     count = gw.store.cancel_batch(batch_id, gw.clock())
     gw.publisher.wake()

@@ -144,7 +144,8 @@ class Dispatcher:
 
     def _eligible_ports(self, now: float) -> list[Port]:
         counters = self._store.sim_counters()
-        day_key = self._policy.quota.keys(now)["day"]
+        keys = self._policy.quota.keys(now)
+        day_key = keys["day"]
         eligible = []
         blocked_now: dict[str, str] = {}
         resumes: list[float] = []
@@ -154,7 +155,7 @@ class Dispatcher:
             if not port.idle or not port.iccid:
                 continue
             sim = counters.get(port.iccid)
-            block = blocked(self._policy.quota, sim, port.iccid, now)
+            block = blocked(self._policy.quota, sim, port.iccid, now, keys)
             if block is not None:
                 blocked_now[port.iccid] = block.period
                 resumes.append(block.until)
@@ -169,6 +170,8 @@ class Dispatcher:
 
     def _hand_out(self) -> None:
         now = self._clock()
+        if not self._store.peek_queued(1):
+            return  # nothing to place: skip the per-port eligibility work
         ports = self._eligible_ports(now)
         if not ports:
             self._hold_queue(now)

@@ -45,7 +45,7 @@ from store.store import Store
 STATE_INTERVAL_S = 30.0
 LOOP_TICK_S = 0.5  # commands wake it at once; this paces state, LEDs and rescans
 SHUTDOWN_FLUSH_S = 3.0
-PARTIALS_CHECK_S = 1.0
+PARTIALS_CHECK_S = 5.0  # fine against a reassembly timeout of minutes
 STALL_S = 60.0  # a thread whose loop has not turned for this long is wedged
 
 

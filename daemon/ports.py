@@ -338,6 +338,10 @@ class PortWorker:
             mrs = self._modem.send(pdus, on_part)
         except SendError as e:
             self._settle_failure(job, e)
+        except Exception as e:  # a bug below us: the PDU may be out, so never send it again
+            self._log.exception("send_crashed", msg_id=job.hq_id)
+            self._settle_failure(job, SendError(ModemError(repr(e)), [], maybe_sent=True))
+            self._modem.close()
         else:
             now = self._clock()
             self._sim_failures = 0

@@ -77,14 +77,17 @@ class Block:
 
 
 def blocked(policy: QuotaPolicy, counters: SimCounters | None, iccid: str,
-            now: float) -> Block | None:
-    """The first limit that stops this SIM sending at `now`, or None if it may send."""
+            now: float, keys: dict[str, str] | None = None) -> Block | None:
+    """The first limit that stops this SIM sending at `now`, or None if it may send.
+
+    `keys` (policy.keys(now)) may be passed in when many SIMs are checked at once.
+    """
     if counters is None:
         return None
     if counters.blocked_until and counters.blocked_until > now:
         return Block("benched", 0, "benched", counters.blocked_until)
     limits = policy.limits_for(iccid, now)
-    keys = policy.keys(now)
+    keys = keys or policy.keys(now)
     for period in PERIODS:
         limit = limits.of(period)
         if limit and counters.count(period, keys[period]) >= limit:

@@ -37,6 +37,8 @@ RESET_READ_MAX = 256
 # 27.007 §9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15 wrong SIM
 CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
 READER_TIMEOUT_S = 10.0
+ABORT_DRAIN_S = 0.2
+ABORT_DRAIN_MAX = 64
 READER_JOIN_S = 2.0
 PROMPT_TIMEOUT_S = 5.0
 USSD_TIMEOUT_S = 20.0  # AT+CMGS=<n> answers "> " at once on every modem we know
@@ -99,9 +101,18 @@ class _QueueingGsmModem(GsmModem):
     def __init__(self, port: str, baudrate: int, sink: queue.SimpleQueue[list[str]],
                  wake: Callable[[], None]) -> None:
         super().__init__(port, baudrate, smsReceivedCallbackFunc=_ignore,
-                         smsStatusReportCallback=_ignore, requestDelivery=True)
+                         smsStatusReportCallback=_ignore, requestDelivery=True,
+                         fatalErrorCallbackFunc=self._port_lost)
         self._sink = sink
         self._wake = wake
+
+    def _port_lost(self, _error: Exception) -> None:
+        """The reader hit a serial error (unplug): end any command waiting for an answer now,
+        instead of letting it sit out its timeout (up to 120 s for AT+CMGS)."""
+        event = self._responseEvent
+        if event is not None:
+            event.set()
+        self._wake()
 
     # The library's reader blocks in read() up to this long before it looks at `alive`;
     # its default of 1 s woke 64 idle threads 64 times a second. close() cancels the read.
@@ -167,8 +178,9 @@ def _translated(command: str) -> Iterator[None]:
         raise ModemTimeout(f"no answer to {command}") from e
     except gsm_exc.CommandError as e:
         raise CommandRejected(f"ERROR on {command}") from e
-    except (serial.SerialException, OSError, AttributeError) as e:
-        # AttributeError: the library touches self.serial after a failed open.
+    except (serial.SerialException, OSError, AttributeError, IndexError) as e:
+        # AttributeError: the library touches self.serial after a failed open;
+        # IndexError: it reads the last line of an answer cut short by a lost port.
         raise ModemGone(f"{command}: {e}") from e
 
 
@@ -186,6 +198,7 @@ class ModemPort:
 
     def open(self) -> ModemInfo:
         """Open the port, run the library's init sequence and read the identities."""
+        self._abort_pending_input()
         self._gsm = _QueueingGsmModem(self.path, self._baudrate, self._unsolicited,
                                       self._on_unsolicited)
         try:
@@ -203,6 +216,17 @@ class ModemPort:
         except ModemError:
             self.close()
             raise
+
+    def _abort_pending_input(self) -> None:
+        """Send ESC first: a modem left at its "> " prompt (we died mid-send) would
+        otherwise read the whole init sequence as PDU text and never answer."""
+        try:
+            with serial.Serial(self.path, self._baudrate, timeout=ABORT_DRAIN_S) as raw:
+                raw.write(ESC.encode() + b"\r")
+                raw.read(ABORT_DRAIN_MAX)  # whatever it answers (OK, or nothing)
+                raw.reset_input_buffer()  # so no stale line answers the library's ATZ
+        except (serial.SerialException, OSError) as e:
+            raise ModemGone(f"open {self.path}: {e}") from e
 
     def close(self) -> None:
         """Close the port; safe to call twice or after the device vanished."""
@@ -299,7 +323,12 @@ class ModemPort:
         return int(match.group(1))
 
     def _keep_unsolicited(self, lines: list[str]) -> list[str]:
-        """A command's own answer; notifications filed under it go to the unsolicited queue."""
+        """A command's own answer; notifications filed under it go to the unsolicited queue.
+
+        Raises ModemGone when the answer was cut short because the port was lost.
+        """
+        if self._gsm is None or not self._gsm.alive:
+            raise ModemGone(f"{self.path} was lost while waiting for an answer")
         answer, unsolicited = split_unsolicited(list(lines))
         if unsolicited:
             self._unsolicited.put(unsolicited)

@@ -22,8 +22,17 @@ def rfc3339(epoch: float) -> str:
 
 
 def dumps(body: dict[str, Any]) -> str:
-    """Compact JSON that keeps Chinese and Russian readable (no \\u escapes)."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    """Compact JSON that keeps Chinese and Russian readable (no \\u escapes).
+
+    A lone UTF-16 surrogate echoed from bad input (an id, a reason) cannot be
+    stored as UTF-8; such a body is written with \\u escapes instead of failing.
+    """
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(body, ensure_ascii=True, separators=(",", ":"))
+    return text
 
 
 def add(topic: str, body: dict[str, Any], retain: bool = False) -> None:
