@@ -3,7 +3,6 @@ persistent session, and the bookkeeping that checks the contract's promises 1 an
 
 from __future__ import annotations
 
-import json
 import threading
 from collections import Counter, defaultdict
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from modem.sim.control import request
 from tests.support.gateway import Daemon, SimulatedPool
@@ -65,7 +62,7 @@ def unique_by_seq(bodies: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def status_history(hq: Hq | PersistentHq, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
+def status_history(hq: Hq, ids: set[str]) -> dict[str, list[dict[str, Any]]]:
     """Every distinct status HQ heard for each id, in seq order."""
     hist: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for s in sorted(unique_by_seq(hq.on("status")), key=lambda s: s["seq"]):
@@ -74,7 +71,7 @@ def status_history(hq: Hq | PersistentHq, ids: set[str]) -> dict[str, list[dict[
     return hist
 
 
-def terminal_problems(hq: Hq | PersistentHq, ids: set[str]) -> list[str]:
+def terminal_problems(hq: Hq, ids: set[str]) -> list[str]:
     """Promise 1: each id has exactly one terminal status and it is the last one HQ heard."""
     hist = status_history(hq, ids)
     problems = []
@@ -86,12 +83,12 @@ def terminal_problems(hq: Hq | PersistentHq, ids: set[str]) -> list[str]:
     return problems
 
 
-def all_terminal(hq: Hq | PersistentHq, ids: set[str]) -> bool:
+def all_terminal(hq: Hq, ids: set[str]) -> bool:
     hist = status_history(hq, ids)
     return all(any(s["state"] in TERMINAL for s in hist.get(i, [])) for i in ids)
 
 
-def final_states(hq: Hq | PersistentHq, ids: set[str]) -> dict[str, dict[str, Any]]:
+def final_states(hq: Hq, ids: set[str]) -> dict[str, dict[str, Any]]:
     hist = status_history(hq, ids)
     return {i: hist[i][-1] for i in ids if hist.get(i)}
 
@@ -101,7 +98,7 @@ def network_duplicates(pool: SimulatedPool) -> dict[tuple[str, str], int]:
     return {k: v for k, v in counts.items() if v > 1}
 
 
-def states_of_port(hq: Hq | PersistentHq, port: str) -> list[str | None]:
+def states_of_port(hq: Hq, port: str) -> list[str | None]:
     """The port's state in every GatewayState HQ heard, in arrival order."""
     out = []
     for st in hq.on("state"):
@@ -111,69 +108,11 @@ def states_of_port(hq: Hq | PersistentHq, port: str) -> list[str | None]:
     return out
 
 
-class PersistentHq:
-    """Like tests.support.hq.Hq, but with a persistent session (clean start off), so nothing
-    the gateway publishes is lost for HQ across a broker restart."""
-
-    def __init__(self, port: int, gw: str, client_id: str = "hq-persistent",
-                 topics: tuple[str, ...] = ("#",)) -> None:
-        self.topics = topics
-        self.gw = gw
-        self.root = f"smsgw/{gw}"
-        self._lock = threading.Lock()
-        self.received: list[tuple[str, dict[str, Any]]] = []
-        self.connects = 0
-        self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=paho.MQTTv5)
-        self.client.reconnect_delay_set(1, 2)
-        self.client.on_connect = self._connected
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = self._message
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        self.client.connect_async("127.0.0.1", port, clean_start=False, properties=props)
-        self.client.loop_start()
-        wait_until(self._subscribed.is_set, 10, "HQ to subscribe")
-
-    def _connected(self, client: paho.Client, _u: Any, flags: Any, reason: Any,
-                   _p: Any) -> None:
-        self.connects += 1
-        if not reason.is_failure:
-            client.subscribe([(f"{self.root}/{t}", 1) for t in self.topics])
-
-    def _message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
-        suffix = msg.topic[len(self.root) + 1:]
-        try:
-            body = json.loads(msg.payload)
-        except (ValueError, RecursionError):
-            body = {"_raw": msg.payload}
-        if not isinstance(body, dict):
-            body = {"_raw": msg.payload}
-        with self._lock:
-            self.received.append((suffix, body))
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def publish(self, suffix: str, payload: Any) -> None:
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.client.publish(f"{self.root}/{suffix}", data, qos=1).wait_for_publish(10)
-
-    def on(self, suffix: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [body for topic, body in self.received if topic == suffix]
-
-    def wait_online(self, timeout: float = 30) -> dict[str, Any]:
-        return wait_until(
-            lambda: next((s for s in reversed(self.on("state")) if s.get("online")), None),
-            timeout, "the gateway to say it is online")
-
-    def wait_ack(self, batch_id: str | None, timeout: float = 20) -> dict[str, Any]:
-        return wait_until(
-            lambda: next((a for a in self.on("ack") if a.get("batch_id") == batch_id), None),
-            timeout, f"BatchAck for {batch_id}")
+def PersistentHq(port: int, gw: str, client_id: str = "hq-persistent",
+                 topics: tuple[str, ...] = ("#",)) -> Hq:
+    """An HQ with a persistent session (clean start off): nothing the gateway publishes
+    is lost for it across a broker restart."""
+    return Hq(port, gw, client_id=client_id, topics=topics, persistent=True)
 
 
 def log_tail(daemon: Daemon, lines: int = 40) -> str:

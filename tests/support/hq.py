@@ -8,36 +8,53 @@ from typing import Any
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.support.wait import wait_until
+
+SESSION_EXPIRY_S = 3600
 
 
 class Hq:
     """Subscribed to smsgw/{gw}/# from the start, like an HQ that never misses a message."""
 
-    def __init__(self, port: int, gw: str) -> None:
+    def __init__(self, port: int, gw: str, client_id: str = "", topics: tuple[str, ...] = ("#",),
+                 persistent: bool = False) -> None:
         self.gw = gw
         self.root = f"smsgw/{gw}"
+        self.topics = topics
+        self.connects = 0
         self._lock = threading.Lock()
         self.received: list[tuple[str, dict[str, Any]]] = []
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"hq-{gw}",
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"hq-{gw}",
                                   protocol=paho.MQTTv5)
+        self.client.reconnect_delay_set(1, 2)
         self.client.on_connect = self._connected
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = self._message
-        self.client.connect_async("127.0.0.1", port)
+        props = None
+        if persistent:  # clean start off: what arrives while the broker is down still reaches us
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = SESSION_EXPIRY_S
+        self.client.connect_async("127.0.0.1", port, clean_start=not persistent,
+                                  properties=props)
         self.client.loop_start()
         wait_until(self._subscribed.is_set, 10, "HQ to subscribe")
 
-    def _connected(self, client: paho.Client, *_a: Any) -> None:
-        client.subscribe(f"{self.root}/#", qos=1)
+    def _connected(self, client: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+        self.connects += 1
+        if not reason.is_failure:
+            client.subscribe([(f"{self.root}/{t}", 1) for t in self.topics])
 
     def _message(self, _c: Any, _u: Any, msg: paho.MQTTMessage) -> None:
         suffix = msg.topic[len(self.root) + 1:]
         try:
             body = json.loads(msg.payload)
         except (ValueError, RecursionError):  # fuzz tests publish deeply nested junk here
+            body = {"_raw": msg.payload}
+        if not isinstance(body, dict):
             body = {"_raw": msg.payload}
         with self._lock:
             self.received.append((suffix, body))
