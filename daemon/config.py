@@ -157,6 +157,17 @@ class ModemSettings:
                                                                "must be 0.1..3600"))
     quarantine_s: float = field(default=300.0, metadata=_check(lambda v: 1 <= v <= 86400,
                                                                "must be 1..86400"))
+    # Ports with several SIM slots (issue: rotate SIMs inside a port).
+    slot_method: str = field(default="auto", metadata=_check(
+        lambda v: v in ("auto", "csus", "qdsim", "none"), "must be auto, csus, qdsim or none"))
+    slot_count: int = field(default=2, metadata=_check(lambda v: 1 <= v <= 16,
+                                                       "must be 1..16 (used with qdsim)"))
+    switch_timeout_s: float = field(default=90.0, metadata=_check(
+        lambda v: 1 <= v <= 600, "must be 1..600 seconds"))
+    bad_slot_retry_s: float = field(default=3600.0, metadata=_check(
+        lambda v: 1 <= v <= 86400, "must be 1..86400 seconds"))
+    rotate_after_messages: int = field(default=0, metadata=_check(
+        lambda v: v >= 0, "must be >= 0 (0 = switch only when a card is held)"))
 
 
 @dataclass(frozen=True)

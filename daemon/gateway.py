@@ -39,6 +39,7 @@ from daemon.quota import Holiday, Limits, QuotaPolicy
 from daemon.receiver import ReceivePolicy
 from daemon.schedule import QuietHours, Route
 from daemon.sdnotify import Notifier
+from daemon.slots import SlotConfig
 from store import events
 from store.store import Store
 
@@ -115,7 +116,9 @@ class Gateway:
                 base_backoff_s=m.reopen_backoff_s, max_backoff_s=m.max_backoff_s,
                 quarantine_s=m.quarantine_s),
             self.quota, max_attempts=s.max_attempts, retry_backoff_s=s.retry_backoff_s,
-            bench_after_failures=s.bench_after_failures, bench_s=s.bench_s)
+            bench_after_failures=s.bench_after_failures, bench_s=s.bench_s,
+            slots=SlotConfig(m.slot_method, m.slot_count, m.switch_timeout_s,
+                             m.bad_slot_retry_s, m.rotate_after_messages))
         self.leds = LedPanel(settings.leds)
         self.control = ControlServer(settings.control_socket, control_handlers(self))
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
@@ -288,7 +291,7 @@ class Gateway:
         now = self.clock()
         sent = self.store.sim_counts(self.quota.keys(now)["day"])
         held = self.dispatcher.quota_blocked
-        modems = []
+        modems: list[dict[str, Any]] = []
         for worker in self.workers.values():
             v = worker.view()
             iccid = v.iccid or ""
@@ -298,6 +301,11 @@ class Gateway:
                            "sent_today": sent.get(iccid, 0),
                            "quota_limit_today": self.quota.limits_for(iccid, now).per_day,
                            "held_by": held.get(iccid), "last_error": v.last_error})
+            if v.slots:
+                modems[-1]["sims"] = [dict(s, sent_today=sent.get(s["iccid"] or "", 0),
+                                           day_limit=self.quota.limits_for(
+                                               s["iccid"] or "", now).per_day)
+                                      for s in v.slots]
         return {"online": online, "version": __version__,
                 "started_at": events.rfc3339(self.started_at),
                 "queue": self.store.queue_counts(),

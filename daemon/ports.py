@@ -13,7 +13,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -22,6 +22,7 @@ from daemon.batch import mask
 from daemon.failures import Ladder, Step, Verdict, judge_send_failure, port_is_suspect
 from daemon.quota import QuotaPolicy
 from daemon.receiver import ReceivePolicy, Receiver
+from daemon.slots import SlotConfig, SlotKeeper
 from modem.errors import ModemError, SimNotReady
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
 from modem.port import ModemInfo, ModemPort, RadioStatus, SendError
@@ -62,6 +63,7 @@ class PortView:
     signal: int | None
     registered: bool
     last_error: str | None
+    slots: list[dict[str, Any]] = field(default_factory=list)  # multi-SIM ports only
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class PortConfig:
     retry_backoff_s: float = 30.0
     bench_after_failures: int = 3
     bench_s: float = 1800.0
+    slots: SlotConfig = field(default_factory=lambda: SlotConfig("auto", 2, 90.0, 3600.0, 0))
 
 
 class PortWorker:
@@ -101,6 +104,8 @@ class PortWorker:
         self._lock = threading.Lock()
         self._receiver = Receiver(self._modem, self.name, store, clock, receive, self._log,
                                   on_stored)
+        self._slots = SlotKeeper(self._modem, self.name, config.slots, store, config.quota,
+                                 clock, self._log)
         self._job: Claimed | None = None
         self._tasks: list[Callable[[ModemPort], None]] = []
         self._stopping = threading.Event()
@@ -193,7 +198,7 @@ class PortWorker:
                         imei=info.imei if info else None, imsi=info.imsi if info else None,
                         iccid=info.iccid if info else None, operator=radio.operator,
                         signal=radio.signal, registered=radio.registered,
-                        last_error=self._last_error)
+                        last_error=self._last_error, slots=self._slots.view())
 
     # --- state --------------------------------------------------------------
 
@@ -238,7 +243,9 @@ class PortWorker:
         job = self._take_job()
         if job is not None:
             self._send(job)
-        elif time.monotonic() >= self._radio_at:
+        elif self._slots.multi and self._state is PortState.READY:
+            self._rotate()
+        if job is None and time.monotonic() >= self._radio_at:
             self._poll_radio()
         self._receive()
         self._run_tasks()
@@ -277,11 +284,33 @@ class PortWorker:
             self._stopping.wait(self._ladder.backoff(self._failures))
             return
         self._failures = 0
+        self._adopt(info)
+        self._log.info("modem_identified", imei=info.imei, iccid=info.iccid, model=info.model)
+        try:
+            self._slots.discover(info)
+        except ModemError as e:
+            self._log.warning("slot_discovery_failed", error=str(e))
+        self._poll_radio(opening=True)
+
+    def _rotate(self) -> None:
+        """Between sends only (never inside a multipart message): change card if the policy says."""
+        try:
+            info = self._slots.maybe_switch(
+                lambda reason: self._set_state(PortState.OPENING, reason))
+        except ModemError as e:
+            self._last_error = str(e)
+            self._modem.close()  # the recovery ladder takes it from here
+            return
+        if info is None:
+            return
+        self._adopt(info)
+        self._poll_radio(opening=True)
+
+    def _adopt(self, info: ModemInfo) -> None:
+        """The card in use is `info`'s: counters, reports and replies follow its ICCID."""
         self._info = info
         self._receiver.reset(info.iccid)
         self._durably(lambda: self._store.note_sim(info.iccid, info.imsi, self.name, info.imei))
-        self._log.info("modem_identified", imei=info.imei, iccid=info.iccid, model=info.model)
-        self._poll_radio(opening=True)
 
     def _poll_radio(self, opening: bool = False) -> None:
         """Read the radio; a port without registration is benched until it has one."""
@@ -345,6 +374,7 @@ class PortWorker:
         else:
             now = self._clock()
             self._sim_failures = 0
+            self._slots.note_sent()
             last = (len(mrs), iccid, mrs[-1])
             self._durably(lambda: self._store.mark_sent(
                 job.id, now, self._config.quota.keys(now), last_part=last))

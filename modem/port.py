@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import queue
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ RESET_READ_MAX = 256
 # 27.007 §9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15 wrong SIM
 CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
 READER_TIMEOUT_S = 10.0
+SWITCH_POLL_S = 0.5  # AT+CPIN? / AT+CREG? while a newly selected card comes up
+RADIO_OFF_TIMEOUT_S = 15.0  # AT+CFUN=0/1 detach and attach take seconds on real modems
+_CSUS_RANGE = re.compile(r"\+CSUS:\s*\(?\s*(\d+)\s*(?:-\s*(\d+))?")
 ABORT_DRAIN_S = 0.2
 ABORT_DRAIN_MAX = 64
 READER_JOIN_S = 2.0
@@ -205,14 +209,7 @@ class ModemPort:
             with _translated("connect"):
                 self._gsm.connect()
             self._gsm.serial = _BufferedReads(self._gsm.serial)
-            return ModemInfo(
-                path=self.path,
-                imei=self._line("AT+CGSN"),
-                iccid=self._iccid(),
-                imsi=self._line("AT+CIMI"),
-                manufacturer=self._line("AT+CGMI"),
-                model=self._line("AT+CGMM"),
-            )
+            return self.identify()
         except ModemError:
             self.close()
             raise
@@ -266,6 +263,65 @@ class ModemPort:
         """False once the port closed or the library's reader thread died (it dies silently)."""
         gsm = self._gsm
         return bool(gsm and gsm.alive and gsm.rxThread.is_alive())
+
+    # --- several SIM slots -----------------------------------------------------
+
+    def slots(self) -> list[int]:
+        """Slots AT+CSUS=? offers (27.007 §8.66), e.g. [0, 1, 2]; [] for a single-slot modem."""
+        try:
+            line = " ".join(self._command("AT+CSUS=?"))
+        except CommandRejected:
+            return []
+        match = _CSUS_RANGE.search(line)
+        if match:
+            first, last = int(match.group(1)), int(match.group(2) or match.group(1))
+            return list(range(first, last + 1)) if last > first else []
+        listed = [int(n) for n in re.findall(r"\d+", line.split(":", 1)[-1])]
+        return listed if len(listed) > 1 else []
+
+    def active_slot(self, method: str) -> int | None:
+        """The slot in use now (AT+CSUS? or AT+QDSIM?), None when the modem does not say."""
+        command = "AT+QDSIM?" if method == "qdsim" else "AT+CSUS?"
+        try:
+            line = " ".join(self._command(command))
+        except CommandRejected:
+            return None
+        match = re.search(r":\s*(\d+)", line)
+        return int(match.group(1)) if match else None
+
+    def switch_slot(self, slot: int, method: str, ready_timeout_s: float,
+                    poll_s: float = SWITCH_POLL_S) -> ModemInfo:
+        """Make `slot` the active card and wait until it is ready and registered.
+
+        `method` "csus" takes the radio down around AT+CSUS (refused while a SIM is
+        active); "qdsim" uses Quectel's AT+QDSIM. Returns the new card's identity.
+        """
+        if method == "qdsim":
+            self._command(f"AT+QDSIM={slot}")
+        else:
+            self._command("AT+CFUN=0", timeout=RADIO_OFF_TIMEOUT_S)
+            try:
+                self._command(f"AT+CSUS={slot}")
+            finally:
+                self._command("AT+CFUN=1", timeout=RADIO_OFF_TIMEOUT_S)
+        deadline = time.monotonic() + ready_timeout_s
+        last_error: ModemError = SimNotReady(f"slot {slot} never became ready")
+        while time.monotonic() < deadline:
+            try:
+                if "READY" in " ".join(self._command("AT+CPIN?")) and self.radio().registered:
+                    return self.identify()
+            except ModemError as e:
+                last_error = e
+                if isinstance(e, ModemGone):
+                    raise
+            time.sleep(poll_s)
+        raise SimNotReady(f"slot {slot}: {last_error}")
+
+    def identify(self) -> ModemInfo:
+        """Read the identities again (after a SIM switch the ICCID and IMSI change)."""
+        return ModemInfo(path=self.path, imei=self._line("AT+CGSN"), iccid=self._iccid(),
+                         imsi=self._line("AT+CIMI"), manufacturer=self._line("AT+CGMI"),
+                         model=self._line("AT+CGMM"))
 
     def radio(self) -> RadioStatus:
         """Signal, registration and operator, read now."""
