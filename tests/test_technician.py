@@ -43,6 +43,11 @@ def leds(daemon: Daemon) -> dict[str, Any] | None:
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def wait_leds(daemon: Daemon, ok: Any, what: str, timeout: float = 10) -> dict[str, Any]:
+    """Poll the LED state: the panel follows the daemon's main loop, a tick behind status."""
+    return wait_until(lambda: (s := leds(daemon)) and ok(s) and s, timeout, what)
+
+
 def assert_technician_sees(daemon: Daemon, fault: Fault, port: str | None = None,
                            timeout: float = 60) -> None:
     """The fault LED blinks the fault's code, status names it, the journal logged it."""
@@ -94,13 +99,13 @@ def test_no_broker_blinks_code_2_and_clears_when_it_returns(
     pool = pool_factory(1)
     daemon = start(pool, daemon_factory)
     wait_ready(daemon, 1)
-    state = leds(daemon)
-    assert state and state["leds"]["broker"]["pattern"] == "on"
-    assert state["leds"]["pool"]["pattern"] == "on"
+    state = wait_leds(daemon, lambda s: s["leds"]["broker"]["pattern"] == "on"
+                      and s["leds"]["pool"]["pattern"] == "on", "broker and pool LEDs on")
     assert state["leds"]["fault"]["code"] == 0 and state["factory"] == "mock"
     broker.stop()
     assert_technician_sees(daemon, Fault.NO_BROKER)
-    assert leds(daemon)["leds"]["broker"]["pattern"] == "fast_blink"  # type: ignore[index]
+    wait_leds(daemon, lambda s: s["leds"]["broker"]["pattern"] == "fast_blink",
+              "the broker LED to show fast_blink")
     assert "DISCONNECTED, reconnecting" in smsgw(daemon, "status").stdout
     broker.start()
     wait_until(lambda: (leds(daemon) or {}).get("leds", {}).get("fault", {}).get("code") == 0,
@@ -117,7 +122,8 @@ def test_hung_modem_blinks_code_4(pool_factory: Any, daemon_factory: Any) -> Non
     sent = smsgw(daemon, "send", "--to", "13800138000", "--text", "into the void")
     assert sent.returncode == 0, sent.stderr
     assert_technician_sees(daemon, Fault.HUNG_MODEM, port="ttyGSM0")
-    assert leds(daemon)["leds"]["pool"]["pattern"] == "off"  # type: ignore[index]
+    wait_leds(daemon, lambda s: s["leds"]["pool"]["pattern"] == "off",
+              "the pool LED to show off")
 
 
 def test_dead_sim_blinks_code_5(pool_factory: Any, daemon_factory: Any) -> None:
@@ -125,7 +131,8 @@ def test_dead_sim_blinks_code_5(pool_factory: Any, daemon_factory: Any) -> None:
     assert sim_control.request(pool.dir, {"cmd": "sim", "port": 1, "state": "absent"})["ok"]
     daemon = start(pool, daemon_factory)
     assert_technician_sees(daemon, Fault.DEAD_SIM, port="ttyGSM1")
-    assert leds(daemon)["leds"]["pool"]["pattern"] == "slow_blink"  # type: ignore[index]
+    wait_leds(daemon, lambda s: s["leds"]["pool"]["pattern"] == "slow_blink",
+              "the pool LED to show slow_blink")
 
 
 def test_no_signal_blinks_code_6(pool_factory: Any, daemon_factory: Any) -> None:
@@ -133,7 +140,8 @@ def test_no_signal_blinks_code_6(pool_factory: Any, daemon_factory: Any) -> None
     assert sim_control.request(pool.dir, {"cmd": "radio", "port": 0, "creg": 3})["ok"]
     daemon = start(pool, daemon_factory)
     assert_technician_sees(daemon, Fault.NO_SIGNAL, port="ttyGSM0")
-    assert leds(daemon)["leds"]["pool"]["pattern"] == "slow_blink"  # type: ignore[index]
+    wait_leds(daemon, lambda s: s["leds"]["pool"]["pattern"] == "slow_blink",
+              "the pool LED to show slow_blink")
 
 
 def test_unplugged_modem_blinks_code_3(pool_factory: Any, daemon_factory: Any) -> None:
