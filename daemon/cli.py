@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
                      default=(1.0, 0.2), help="seconds AT+CMGS takes (default 1.0 0.2)")
     sim.add_argument("--make", choices=("mixed", "sim800", "quectel"), default="mixed")
     sim.add_argument("--seed", type=int, default=1, help="identities and latencies")
+    sim.add_argument("--slots", type=int, default=1,
+                     help="SIM cards per port, switched by AT+CSUS/AT+QDSIM/mux (1..32)")
+    sim.add_argument("--switch-delay", type=float, default=3.0, metavar="SECONDS",
+                     help="how long a port shows no SIM after a slot switch (default 3)")
     sim.set_defaults(func=_simulate)
 
     _talk(sub, "status", "what the running daemon is doing: ports, queue, broker, faults",
@@ -123,10 +127,16 @@ def _simulate(args: argparse.Namespace) -> int:
     if mean < 0 or jitter < 0:
         print("smsgw simulate: --latency values must be >= 0", file=sys.stderr)
         return 2
+    if not 1 <= args.slots <= 32:
+        print("smsgw simulate: --slots must be 1..32", file=sys.stderr)
+        return 2
+    if args.switch_delay < 0:
+        print("smsgw simulate: --switch-delay must be >= 0", file=sys.stderr)
+        return 2
     from modem.sim.pool import serve
 
     serve(args.ports, args.dir, latency_mean=mean, latency_jitter=jitter, make=args.make,
-          seed=args.seed)
+          seed=args.seed, slots=args.slots, switch_delay_s=args.switch_delay)
     return 0
 
 

@@ -44,6 +44,9 @@ class Port(Protocol):
     @property
     def busy(self) -> bool: ...
 
+    @property
+    def can_rotate(self) -> bool: ...
+
     def assign(self, job: Claimed) -> None: ...
 
 
@@ -151,7 +154,8 @@ class Dispatcher:
         resumes: list[float] = []
         busy = False
         for port in self._ports():
-            busy = busy or port.busy
+            # A port that can change cards is not held for long: it rotates by itself.
+            busy = busy or port.busy or port.can_rotate
             if not port.idle or not port.iccid:
                 continue
             sim = counters.get(port.iccid)

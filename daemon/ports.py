@@ -157,6 +157,11 @@ class PortWorker:
         return self._radio.operator
 
     @property
+    def can_rotate(self) -> bool:
+        """It has other card slots to switch to (daemon/slots.py)."""
+        return self._slots.multi
+
+    @property
     def busy(self) -> bool:
         """Sending (or about to): its SIM is in use, not held by a limit."""
         with self._lock:

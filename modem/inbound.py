@@ -120,8 +120,12 @@ def parse_notices(lines: list[str]) -> tuple[list[Notice], list[str]]:
     return notices, other
 
 
-def split_unsolicited(lines: list[str]) -> tuple[list[str], list[str]]:
-    """Separate unsolicited lines (and a +CDS PDU line) from a command's own answer."""
+def split_unsolicited(lines: list[str], own: str = "") -> tuple[list[str], list[str]]:
+    """Separate unsolicited lines (and a +CDS PDU line) from a command's own answer.
+
+    `own` is the answer prefix of the command that was sent ("+CPIN:" for AT+CPIN?):
+    such lines are the answer even where the same prefix can also come unasked.
+    """
     answer: list[str] = []
     unsolicited: list[str] = []
     take_pdu = False
@@ -129,6 +133,9 @@ def split_unsolicited(lines: list[str]) -> tuple[list[str], list[str]]:
         stripped = line.strip()
         if take_pdu and _HEX.match(stripped):
             unsolicited.append(stripped)
+            take_pdu = False
+        elif own and stripped.startswith(own):
+            answer.append(line)
             take_pdu = False
         elif stripped.startswith(UNSOLICITED_PREFIXES):
             unsolicited.append(stripped)

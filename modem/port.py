@@ -40,6 +40,7 @@ CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
 READER_TIMEOUT_S = 10.0
 SWITCH_POLL_S = 0.5  # AT+CPIN? / AT+CREG? while a newly selected card comes up
 RADIO_OFF_TIMEOUT_S = 15.0  # AT+CFUN=0/1 detach and attach take seconds on real modems
+_ANSWER_PREFIX = re.compile(r"AT([+^][A-Z]+)")
 _CSUS_RANGE = re.compile(r"\+CSUS:\s*\(?\s*(\d+)\s*(?:-\s*(\d+))?")
 ABORT_DRAIN_S = 0.2
 ABORT_DRAIN_MAX = 64
@@ -378,14 +379,15 @@ class ModemPort:
             raise SendError(CommandRejected(f"no +CMGS in {lines!r}"), done, maybe_sent=True)
         return int(match.group(1))
 
-    def _keep_unsolicited(self, lines: list[str]) -> list[str]:
+    def _keep_unsolicited(self, lines: list[str], command: str = "") -> list[str]:
         """A command's own answer; notifications filed under it go to the unsolicited queue.
 
         Raises ModemGone when the answer was cut short because the port was lost.
         """
         if self._gsm is None or not self._gsm.alive:
             raise ModemGone(f"{self.path} was lost while waiting for an answer")
-        answer, unsolicited = split_unsolicited(list(lines))
+        own = _ANSWER_PREFIX.match(command)
+        answer, unsolicited = split_unsolicited(list(lines), own.group(1) + ":" if own else "")
         if unsolicited:
             self._unsolicited.put(unsolicited)
         return answer
@@ -423,7 +425,7 @@ class ModemPort:
     def _command(self, command: str, timeout: float = COMMAND_TIMEOUT_S) -> list[str]:
         gsm = self._require()
         with _translated(command):
-            return self._keep_unsolicited(gsm.write(command, timeout=timeout))
+            return self._keep_unsolicited(gsm.write(command, timeout=timeout), command)
 
     def ussd(self, code: str, timeout: float = USSD_TIMEOUT_S) -> str:
         """Dial a USSD code (e.g. a balance query) and return the network's text."""

@@ -1,27 +1,41 @@
 """The pool's control socket DIR/control.sock: one JSON object per line in, one reply out.
 
-Every reply is {"ok": true, ...} or {"ok": false, "error": reason}. Commands ("port" is an index):
+Every reply is {"ok": true, ...} or {"ok": false, "error": reason}. Commands ("port" is an index;
+"slot" picks a SIM card of the port, default the selected one; on a port with several slots the
+replies of inject_sms, report_for, block_after, unblock and sim also carry "slot"):
 
 | cmd         | request fields                                   | reply fields (besides ok)       |
 |-------------|--------------------------------------------------|---------------------------------|
 | ping        |                                                  | pong                            |
-| stats       |                                                  | ports: one row per port         |
+| stats       |                                                  | ports: one row per port (SIM    |
+|             |                                                  | fields of the selected card;    |
+|             |                                                  | slots, active_slot, switching)  |
 | unplug      | port                                             | port, plugged                   |
 | replug      | port                                             | port, plugged, path             |
 | fail_next   | port, error="+CMS ERROR: 38", count=1            | port, pending_failures          |
 | hang        | port, on=true                                    | port, hung                      |
-| inject_sms  | port, from, text, encoding=auto|gsm7|ucs2,       | port, parts, indexes, refused,  |
-|             | ref_bits=8|16, reference, order, drop, repeat,   | reference, memory               |
-|             | notify=true, memory=<mem3>|SM|ME                 |                                 |
-| reports     | port (absent = all), outcome=delivered|failed|   | ports, outcome, delay_s         |
-|             | pending_then_delivered|none, delay_s=0           |                                 |
-| report_for  | port, mr, status                                 | port, mr, status, delivered_as  |
-|             |                                                  | (cds|cdsi|none|refused_full),   |
-|             |                                                  | index (cdsi only)               |
-| block_after | port, sends, code=21                             | port, sends, code, blocked      |
-| unblock     | port                                             | port, blocked                   |
+| inject_sms  | port, slot, from, text, encoding=auto|gsm7|ucs2, | port, parts, indexes, refused,  |
+|             | ref_bits=8|16, reference, order, drop, repeat,   | reference, memory; held=true    |
+|             | notify=true, memory=<mem3>|SM|ME                 | when the card is switched out   |
+| reports     | port (absent = all), slot, outcome=delivered|    | ports, outcome, delay_s, slot   |
+|             | failed|pending_then_delivered|none, delay_s=0    | (if given)                      |
+| report_for  | port, slot, mr, status                           | port, mr, status, delivered_as  |
+|             |                                                  | (cds|cdsi|none|refused_full|    |
+|             |                                                  | held), index (cdsi only)        |
+| block_after | port, slot, sends, code=21                       | port, sends, code, blocked      |
+| unblock     | port, slot                                       | port, blocked                   |
 | radio       | port, csq=0..31|99, creg=0..5                    | port, csq, creg, registered     |
-| sim         | port, state=ready|absent|pin                     | port, state                     |
+| sim         | port, slot, state=ready|absent|pin               | port, state                     |
+| slots       | port                                             | port, active_slot, switching,   |
+|             |                                                  | switch_delay_s, hold_s, slots:  |
+|             |                                                  | [{slot, iccid, imsi, operator,  |
+|             |                                                  | msisdn, state, sim, active,     |
+|             |                                                  | sends, blocked, reports_sent,   |
+|             |                                                  | held, held_dropped}]            |
+| mux_select  | port, slot                                       | port, active_slot, switched     |
+| slot        | port, slot, state=ready|empty|broken             | port, slot, state               |
+| slot_timing | port (absent = all), switch_delay_s, hold_s      | ports: [{port, switch_delay_s,  |
+|             |                                                  | hold_s}]                        |
 | noise       | port, lines: [str]                               | port, lines                     |
 | garbage     | port, hex: "ff fe 80"                            | port, octets                    |
 """
@@ -40,7 +54,7 @@ from typing import Any
 
 import structlog
 
-from modem.sim import scenarios
+from modem.sim import scenarios, slot_control
 from modem.sim.control_args import ControlTarget, Reply, Request, port_of
 from modem.sim.errors import ControlError, PortError
 
@@ -93,7 +107,7 @@ def _hang(target: ControlTarget, request: Request) -> Reply:
     return {"port": port.index, "hung": port.hung}
 
 
-# One entry per command (see the table above); later: "quota", "sim_slot".
+# One entry per command (see the table above); later: "quota".
 COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
     "ping": _ping,
     "stats": _stats,
@@ -110,6 +124,10 @@ COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
     "sim": scenarios.sim,
     "noise": scenarios.noise,
     "garbage": scenarios.garbage,
+    "slots": slot_control.slots,
+    "mux_select": slot_control.mux_select,
+    "slot": slot_control.slot,
+    "slot_timing": slot_control.slot_timing,
 }
 
 

@@ -75,3 +75,18 @@ def str_list_field(request: Request, name: str) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise ControlError(f'"{name}" must be a non-empty list of strings')
     return list(value)
+
+
+def slot_of(port: PtyPort, request: Request) -> int:
+    """The SIM slot the request names in "slot"; absent means the port's selected slot."""
+    value = request.get("slot")
+    if value is None:
+        return port.bank.active
+    if not is_int(value) or not 0 <= value < len(port.bank):
+        raise ControlError(f'"slot" must be an integer in 0..{len(port.bank) - 1}')
+    return int(value)
+
+
+def slot_reply(port: PtyPort, slot: int) -> Reply:
+    """{"slot": slot} on a port with several slots; nothing on a single-slot port."""
+    return {"slot": slot} if len(port.bank) > 1 else {}

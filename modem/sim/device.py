@@ -35,17 +35,20 @@ from modem.sim.deliver import (
 )
 from modem.sim.errors import InvalidPdu
 from modem.sim.faults import Faults
-from modem.sim.identity import SimIdentity
 from modem.sim.info_commands import InfoCommands
 from modem.sim.makes import Make
 from modem.sim.network import Sender, SubmitPart, decode_submit
+from modem.sim.slot_commands import SlotCommands
+from modem.sim.slots import SimCard, SlotBank
 from modem.sim.sms_commands import SmsCommands
-from modem.sim.storage import Memory, ModemMemories, sim_memory
+from modem.sim.storage import ModemMemories
 
-__all__ = ["Action", "Faults", "Latency", "Mode", "NetworkLink", "SimCard", "SimModem"]
+__all__ = [
+    "Action", "Faults", "Latency", "Mode", "NetworkLink", "SimCard", "SimModem", "SlotBank",
+]  # fmt: skip
 
 Emit = Callable[[bytes], None]
-Action = Callable[[], None]
+Action = Callable[[], object]
 Schedule = Callable[[float, Action], None]  # run the action once after a delay in seconds
 Clock = Callable[[], datetime]
 
@@ -55,7 +58,6 @@ MAX_COMMAND_LINE = 556  # SIM800's documented command-line limit
 MAX_TPDU_OCTETS = 164
 # Hex digits accepted at the "> " prompt before the modem gives up on the PDU.
 MAX_PROMPT_CHARS = 2 * (12 + MAX_TPDU_OCTETS) + 8
-MR_MODULO = 256
 
 SMSC_BY_OPERATOR = {"CHINA MOBILE": "+8613800100500", "CHN-UNICOM": "+8613010112500"}
 # TP-ST sequences per report outcome; each step comes one more delay after the send.
@@ -83,23 +85,6 @@ class NetworkLink(Protocol):
 
 
 @dataclass
-class SimCard:
-    """State that lives on the SIM card and therefore survives unplug/replug of the modem."""
-
-    identity: SimIdentity
-    next_mr: int = 0
-    sm: Memory = field(default_factory=sim_memory)
-    # TP-MR -> (recipient, submit time) of recent sends, so a report can name them.
-    sent: dict[int, tuple[str, datetime]] = field(default_factory=dict)
-
-    def take_mr(self) -> int:
-        """Return the next TP-MR (0..255) and advance the counter, as the modem does per submit."""
-        mr = self.next_mr
-        self.next_mr = (mr + 1) % MR_MODULO
-        return mr
-
-
-@dataclass
 class Latency:
     """Send latency: uniform in [mean - jitter, mean + jitter], clipped at zero."""
 
@@ -122,14 +107,16 @@ class Mode(Enum):
     BUSY = "busy"  # a send is with the network; input waits in the modem's buffer
 
 
-class SimModem(InfoCommands, SmsCommands):
-    """A modem's AT interpreter. Feed it bytes; it emits replies and schedules slow ones."""
+class SimModem(InfoCommands, SmsCommands, SlotCommands):
+    """A modem's AT interpreter. Feed it bytes; it emits replies and schedules slow ones.
+
+    `sim` is the port's SlotBank, or one SimCard for a single-slot modem."""
 
     def __init__(
         self,
         make: Make,
         imei: str,
-        sim: SimCard,
+        sim: SimCard | SlotBank,
         port_name: str,
         network: NetworkLink,
         emit: Emit,
@@ -141,7 +128,7 @@ class SimModem(InfoCommands, SmsCommands):
     ) -> None:
         self.make = make
         self.imei = imei
-        self.sim = sim
+        self._bank = sim if isinstance(sim, SlotBank) else SlotBank([sim])
         self.port_name = port_name
         self._network = network
         self._emit = emit
@@ -174,7 +161,7 @@ class SimModem(InfoCommands, SmsCommands):
             "+GMR": partial(self._constant, make.revision),
             "+CGSN": partial(self._constant, imei),
             "+GSN": partial(self._constant, imei),
-            "+CIMI": partial(self._sim_constant, sim.identity.imsi),
+            "+CIMI": self._cimi,
             "+CCID": self._ccid,
             "+CRSM": self._crsm,
             "+CNUM": self._cnum,
@@ -205,6 +192,10 @@ class SimModem(InfoCommands, SmsCommands):
             self._extended["+QCCID"] = self._qccid
         if make.has_ddet:
             self._extended["+DDET"] = partial(self._setting, "ddet", (0, 1))
+        if len(self._bank) > 1:  # single-slot modems answer a plain ERROR to +CSUS
+            self._extended["+CSUS"] = self._csus
+            if make.has_qdsim:
+                self._extended["+QDSIM"] = self._qdsim
 
     # ----- settings ATZ restores (the power-on profile)
 
@@ -403,28 +394,31 @@ class SimModem(InfoCommands, SmsCommands):
             self._final_error(refusal)
             return
         # The modem stamps TP-MR itself on every submit attempt (23.040 9.2.3.6), failed or not.
+        slot = self._bank.active  # the card that sends, even if the slot changes meanwhile
         mr = self.sim.take_mr()
-        error = self._faults.take_send_error()
+        error = self._faults.pop_send_error() or self.card_faults.block_error()
         self.mode = Mode.BUSY
-        self._schedule(self._latency.draw(), partial(self._complete_send, part, mr, error))
+        self._schedule(self._latency.draw(), partial(self._complete_send, part, mr, error, slot))
 
-    def _complete_send(self, part: SubmitPart, mr: int, error: str | None) -> None:
+    def _complete_send(self, part: SubmitPart, mr: int, error: str | None, slot: int = 0) -> None:
         """Deliver the network's answer to the pending send, then resume buffered input."""
         if error is not None:
             self._send(CRLF + error + CRLF)
         else:
-            sender = Sender(self.port_name, self.imei, self.sim.identity.iccid)
+            card = self._bank.slot(slot).card
+            sender = Sender(self.port_name, self.imei, card.identity.iccid)
             self._network.submit(sender, part, mr)
-            self._faults.sends_ok += 1
+            self.faults_of(card).sends_ok += 1
+            card.sends += 1
             self._send(f"{CRLF}+CMGS: {mr}{CRLF}{CRLF}OK{CRLF}")
             if part.status_report_requested:
-                self._schedule_reports(part.to, mr)
+                self._schedule_reports(slot, part.to, mr)
         self.mode = Mode.COMMAND
         self._run()
 
     def _send_refusal(self) -> Failure | None:
         """The error a send fails with at once: no SIM, or no network to carry it."""
-        if self._faults.sim_state != "ready":
+        if self.sim_state != "ready":
             return cms(CMS_SIM_NOT_INSERTED)
         if not self.on_air:
             return cms(CMS_NO_NETWORK_SERVICE)
@@ -432,18 +426,22 @@ class SimModem(InfoCommands, SmsCommands):
 
     # ----- status reports
 
-    def _schedule_reports(self, recipient: str, mr: int) -> None:
-        submitted = self.clock()
-        self.sim.sent[mr] = (recipient, submitted)
-        policy = self._faults.reports
+    def _schedule_reports(self, slot: int, recipient: str, mr: int) -> None:
+        card = self._bank.slot(slot).card
+        card.sent[mr] = (recipient, self.clock())
+        policy = self.faults_of(card).reports
         for step, status in enumerate(REPORT_STATUSES[policy.outcome], start=1):
-            self._schedule(policy.delay_s * step, partial(self._timed_report, mr, status))
+            self._schedule(policy.delay_s * step, partial(self.report_to, slot, mr, status))
 
-    def _timed_report(self, mr: int, status: int) -> None:
-        self.report(mr, status)
+    def report_to(self, slot: int, mr: int, status: int) -> dict[str, object]:
+        """Emit a report for the card in `slot` now, or hold it while that card is switched out."""
+        if self.attached(slot):
+            return self.report(mr, status)
+        self.hold(slot, "report", lambda modem: modem.report(mr, status))
+        return {"delivered_as": "held"}
 
     def report(self, mr: int, status: int, recipient: str | None = None) -> dict[str, object]:
-        """Emit one SMS-STATUS-REPORT for TP-MR `mr` now, routed by +CNMI <ds>."""
+        """Emit one SMS-STATUS-REPORT for TP-MR `mr` of the selected card now, by +CNMI <ds>."""
         known, submitted = self.sim.sent.get(mr, (UNKNOWN_RECIPIENT, self.clock()))
         pdu = encode_status_report(
             mr, recipient or known, submitted, self.clock(), status, self.sms_center

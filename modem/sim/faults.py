@@ -1,6 +1,10 @@
 """Conditions set from the control socket (faults, operator, radio, SIM, report policy).
 
-Owned by the port, so they survive unplug/replug; read by its SimModem under the port's lock.
+CardFaults describe one SIM card and its operator account (state, block, report policy);
+Faults add what belongs to the port (queued send failures, signal, registration). A single-slot
+port keeps one Faults object for both roles, as before slots existed: its card's `faults` is
+None and the port's Faults stands in. Owned by the port (cards by their slot), so they survive
+unplug/replug; read by its SimModem under the port's lock.
 """
 
 from __future__ import annotations
@@ -25,36 +29,24 @@ class ReportPolicy:
 
 
 @dataclass
-class Faults:
-    """Faults injected from the control socket; owned by the port, read by its modem."""
+class CardFaults:
+    """Conditions of one SIM card and its operator account."""
 
-    send_errors: deque[str] = field(default_factory=deque)
     block_after: int | None = None  # successful sends the operator allows before blocking
     block_code: int = 21
     sends_ok: int = 0
-    csq: int = CSQ_DEFAULT
-    creg: int = CREG_HOME
     sim_state: str = "ready"
     reports: ReportPolicy = field(default_factory=ReportPolicy)
     reports_sent: int = 0
-    refused_full: int = 0
-
-    def fail_next(self, error: str, count: int) -> None:
-        """Make the next `count` sends answer `error` (a final result line) instead of +CMGS."""
-        self.send_errors.extend([error] * count)
 
     @property
     def blocked(self) -> bool:
         """True once the operator has blocked the SIM (every send is refused)."""
         return self.block_after is not None and self.sends_ok >= self.block_after
 
-    def take_send_error(self) -> str | None:
-        """Return the error line for the send starting now, or None if it should succeed."""
-        if self.send_errors:
-            return self.send_errors.popleft()
-        if self.blocked:
-            return f"+CMS ERROR: {self.block_code}"
-        return None
+    def block_error(self) -> str | None:
+        """The operator's answer to a send now: +CMS ERROR when blocked, else None."""
+        return f"+CMS ERROR: {self.block_code}" if self.blocked else None
 
     def block(self, sends: int, code: int) -> None:
         """Let `sends` more sends through, then refuse every one with +CMS ERROR: `code`."""
@@ -63,6 +55,28 @@ class Faults:
     def unblock(self) -> None:
         """Lift the operator's block."""
         self.block_after, self.sends_ok = None, 0
+
+
+@dataclass
+class Faults(CardFaults):
+    """Faults injected from the control socket; owned by the port, read by its modem."""
+
+    send_errors: deque[str] = field(default_factory=deque)
+    csq: int = CSQ_DEFAULT
+    creg: int = CREG_HOME
+    refused_full: int = 0
+
+    def fail_next(self, error: str, count: int) -> None:
+        """Make the next `count` sends answer `error` (a final result line) instead of +CMGS."""
+        self.send_errors.extend([error] * count)
+
+    def pop_send_error(self) -> str | None:
+        """The next queued fail_next error, or None."""
+        return self.send_errors.popleft() if self.send_errors else None
+
+    def take_send_error(self) -> str | None:
+        """Return the error line for the send starting now, or None if it should succeed."""
+        return self.pop_send_error() or self.block_error()
 
     @property
     def registered(self) -> bool:

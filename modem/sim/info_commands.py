@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from modem.sim.atcmd import (
     CME_OPERATION_NOT_ALLOWED,
     CME_OPERATION_NOT_SUPPORTED,
+    CME_SIM_FAILURE,
     CME_SIM_NOT_INSERTED,
     CME_SIM_PIN_REQUIRED,
     Info,
@@ -17,9 +19,9 @@ from modem.sim.atcmd import (
 from modem.sim.identity import iccid_ef_hex
 
 if TYPE_CHECKING:
-    from modem.sim.device import SimCard
     from modem.sim.faults import Faults
     from modem.sim.makes import Make
+    from modem.sim.slots import SimCard, SlotBank
 
 # EF_ICCID as read with AT+CRSM=176 (READ BINARY) on file 12258 (0x2FE2), 10 octets.
 CRSM_READ_BINARY = 176
@@ -28,21 +30,41 @@ CRSM_OK = "144,0"
 CRSM_FILE_NOT_FOUND = "106,130"
 PLMN_BY_OPERATOR = {"CHINA MOBILE": "46000", "CHN-UNICOM": "46001"}
 CREG_NOT_REGISTERED = 0
+CREG_SEARCHING = 2
+# Commands AT+CLAC adds on a port with several slots.
+CLAC_SLOTS = ("AT+CSUS",)
+CLAC_QDSIM = ("AT+QDSIM",)
+# What the SIM holder shows -> the CME error of SIM reads and AT+CPIN? (None: readable).
+SIM_STATE_ERRORS = {"absent": CME_SIM_NOT_INSERTED, "broken": CME_SIM_FAILURE}
 
 
 class InfoCommands:
     """+CGMI-style constants, +CCID/+CRSM/+CNUM, +CSQ/+CREG/+COPS/+CFUN and +CPIN."""
 
     make: Make
-    sim: SimCard
     settings: dict[str, int]
     _faults: Faults
+    _bank: SlotBank
+    _schedule: Callable[[float, Callable[[], object]], None]
+
+    if TYPE_CHECKING:
+
+        @property
+        def sim(self) -> SimCard: ...
+
+        @property
+        def sim_state(self) -> str: ...
+
+        @property
+        def switching(self) -> bool: ...
+
+        def deliver_held(self) -> int: ...
 
     def _sim_usable(self) -> None:
         """Raise the CME error a modem gives for SIM reads when the card is absent or locked."""
-        state = self._faults.sim_state
-        if state == "absent":
-            raise cme(CME_SIM_NOT_INSERTED)
+        state = self.sim_state
+        if state in SIM_STATE_ERRORS:
+            raise cme(SIM_STATE_ERRORS[state])
         if state == "pin":
             raise cme(CME_SIM_PIN_REQUIRED)
 
@@ -50,7 +72,7 @@ class InfoCommands:
     def on_air(self) -> bool:
         """True when the modem is registered: radio on, SIM ready, network reachable."""
         return (
-            self.settings["cfun"] == 1 and self._faults.sim_state == "ready"
+            self.settings["cfun"] == 1 and self.sim_state == "ready"
             and self._faults.registered
         )  # fmt: skip
 
@@ -61,10 +83,10 @@ class InfoCommands:
             raise plain()
         return [value]
 
-    def _sim_constant(self, value: str, form: str, args: str) -> Info:
+    def _cimi(self, form: str, args: str) -> Info:
         if form == "exec":
             self._sim_usable()
-        return self._constant(value, form, args)
+        return self._constant(self.sim.identity.imsi, form, args)
 
     def _ccid(self, form: str, args: str) -> Info:
         if form == "test":
@@ -117,9 +139,13 @@ class InfoCommands:
         if form == "test":
             return [f"{name}: (0-2)"]
         if form == "read":
-            # Without radio or a ready SIM a modem reports 0 (not registered, not searching).
-            ready = self.settings["cfun"] == 1 and self._faults.sim_state == "ready"
+            # Without radio or a ready SIM a modem reports 0 (not registered, not searching);
+            # right after a SIM switch it searches (2) until it has read the new card.
+            radio = self.settings["cfun"] == 1
+            ready = radio and self.sim_state == "ready"
             stat = self._faults.creg if ready else CREG_NOT_REGISTERED
+            if radio and self.switching:
+                stat = CREG_SEARCHING
             return [f"{name}: {self.settings[key]},{stat}"]
         values = int_args(args) if form == "set" else []
         if len(values) != 1 or values[0] not in (0, 1, 2):
@@ -156,12 +182,15 @@ class InfoCommands:
         if not values or values[0] not in (0, 1, 4):
             raise cme(CME_OPERATION_NOT_SUPPORTED)
         self.settings["cfun"] = values[0]
+        if values[0] == 1 and self.sim.held:
+            # After this command's OK: the network retries what it held for the card.
+            self._schedule(0.0, self.deliver_held)
         return []
 
     def _cpin(self, form: str, args: str) -> Info:
-        state = self._faults.sim_state
-        if state == "absent" and form != "test":
-            raise cme(CME_SIM_NOT_INSERTED)
+        state = self.sim_state
+        if state in SIM_STATE_ERRORS and form != "test":
+            raise cme(SIM_STATE_ERRORS[state])
         if form == "read":
             return ["+CPIN: SIM PIN" if state == "pin" else "+CPIN: READY"]
         if form == "test":
@@ -172,4 +201,7 @@ class InfoCommands:
     def _clac(self, form: str, args: str) -> Info:
         if form != "exec":
             raise plain()
-        return list(self.make.clac)
+        extra: tuple[str, ...] = ()
+        if len(self._bank) > 1:
+            extra = CLAC_SLOTS + (CLAC_QDSIM if self.make.has_qdsim else ())
+        return [*self.make.clac, *extra]

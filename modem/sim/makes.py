@@ -57,6 +57,7 @@ class Make:
     has_qccid: bool
     has_ddet: bool
     clac: tuple[str, ...]
+    has_qdsim: bool = False  # Quectel's dual-SIM AT+QDSIM (offered when the port has slots)
 
 
 SIM800 = Make(
@@ -83,6 +84,7 @@ QUECTEL = Make(
     has_qccid=True,
     has_ddet=False,
     clac=(*COMMON_CLAC, "AT+QCCID"),
+    has_qdsim=True,
 )
 
 MAKES = {m.key: m for m in (SIM800, QUECTEL)}

@@ -17,7 +17,9 @@ import structlog
 
 from modem.sim.device import Action, Faults, Latency, Mode, NetworkLink, SimCard, SimModem
 from modem.sim.errors import ControlError
+from modem.sim.faults import CardFaults
 from modem.sim.makes import Make
+from modem.sim.slots import SLOT_READY, SlotBank
 from modem.sim.storage import ModemMemories
 from modem.sim.timers import TimerThread
 
@@ -53,7 +55,7 @@ class _Session:
 
 
 class PtyPort:
-    """One simulated serial port. The modem's SIM, faults and latency survive replugging."""
+    """One simulated serial port. Its SIM slots, faults and latency survive replugging."""
 
     def __init__(
         self,
@@ -61,7 +63,7 @@ class PtyPort:
         directory: Path,
         make: Make,
         imei: str,
-        sim: SimCard,
+        sim: SimCard | SlotBank,
         network: NetworkLink,
         latency: Latency,
     ) -> None:
@@ -70,8 +72,8 @@ class PtyPort:
         self.link = directory / self.name
         self.make = make
         self.imei = imei
-        self.sim = sim
-        self.faults = Faults()
+        self.bank = sim if isinstance(sim, SlotBank) else SlotBank([sim])
+        self.faults = Faults()  # the port's; also the card's on a single-slot port
         self.memories = ModemMemories()  # the modem's flash keeps ME/SR across a replug
         self.next_reference = (index * REFERENCE_SPREAD) % 256
         self.hung = False
@@ -80,6 +82,15 @@ class PtyPort:
         self._state_lock = threading.Lock()  # plug/unplug
         self._io_lock = threading.Lock()  # the modem object and the master fd
         self._session: _Session | None = None
+
+    @property
+    def sim(self) -> SimCard:
+        """The card in the selected slot."""
+        return self.bank.active_card
+
+    def card_faults(self, slot: int) -> CardFaults:
+        """Conditions of the card in `slot` (the port's Faults on a single-slot port)."""
+        return self.bank.slot(slot).card.faults or self.faults
 
     @property
     def plugged(self) -> bool:
@@ -110,8 +121,9 @@ class PtyPort:
             slave_path = os.ttyname(slave)
             wake_r, wake_w = os.pipe()
             timers = TimerThread(f"sim-{self.name}-timers", self._run_locked)
+            self.bank.power_on()  # a modem powering up reads the selected card at once
             modem = SimModem(
-                self.make, self.imei, self.sim, self.name, self._network,
+                self.make, self.imei, self.bank, self.name, self._network,
                 emit=self._write, schedule=timers.schedule,
                 latency=self._latency, faults=self.faults, memories=self.memories,
             )  # fmt: skip
@@ -164,6 +176,41 @@ class PtyPort:
         """Change the port's conditions under its lock (they apply plugged or not)."""
         with self._io_lock:
             return action(self.faults)
+
+    def configure_card(self, slot: int, action: Callable[[CardFaults], T]) -> T:
+        """Change the conditions of the card in `slot` under the port's lock."""
+        with self._io_lock:
+            return action(self.card_faults(slot))
+
+    def select_slot(self, slot: int) -> bool:
+        """The GPIO multiplexer: select `slot`, as if the select lines changed and SIM-detect
+        dropped (the modem reads the card after the switch delay). False if already selected."""
+        with self._io_lock:
+            session = self._session
+            if session is not None:
+                return session.modem.select_slot(slot)
+            changed = slot != self.bank.active
+            self.bank.select(slot)
+            self.bank.power_on()  # unplugged: the card is read when the modem powers up
+            return changed
+
+    def set_slot_state(self, slot: int, state: str) -> None:
+        """Put a card in `slot` (ready), pull it (empty) or kill it (broken). A card put into
+        the selected slot is read after the switch delay, as with SIM hot-swap."""
+        with self._io_lock:
+            entry = self.bank.slot(slot)
+            inserted = state == SLOT_READY and entry.state != SLOT_READY
+            entry.state = state
+            session = self._session
+            if session is not None and inserted and slot == self.bank.active:
+                session.modem.card_inserted()
+
+    def retry_held(self) -> int:
+        """Let the network retry what it holds for the selected card now; returns how many
+        were delivered (0 while unplugged, switched out or unregistered)."""
+        with self._io_lock:
+            session = self._session
+            return session.modem.deliver_held() if session is not None else 0
 
     def write_raw(self, data: bytes) -> None:
         """Write bytes to the client as if the modem had sent them; ControlError if unplugged."""
@@ -233,7 +280,9 @@ class PtyPort:
             view = view[written:]
 
     def stats(self) -> dict[str, object]:
-        """Return this port's identity and state for the control socket."""
+        """Return this port's identity and state for the control socket; the SIM fields are
+        those of the card in the selected slot."""
+        card = self.card_faults(self.bank.active)
         return {
             "index": self.index,
             "port": self.name,
@@ -248,10 +297,13 @@ class PtyPort:
             "inbox_used": {
                 "SM": self.sim.sm.used, "ME": self.memories.me.used, "SR": self.memories.sr.used,
             },
-            "reports_sent": self.faults.reports_sent,
-            "blocked": self.faults.blocked,
+            "reports_sent": card.reports_sent,
+            "blocked": card.blocked,
             "refused_full": self.faults.refused_full,
-            "sim": self.faults.sim_state,
+            "sim": card.sim_state,
+            "slots": len(self.bank),
+            "active_slot": self.bank.active,
+            "switching": self.bank.settling,
             "csq": self.faults.csq,
             "creg": self.faults.creg,
         }  # fmt: skip

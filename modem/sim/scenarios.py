@@ -13,12 +13,14 @@ from modem.sim.control_args import (
     int_field,
     int_list_field,
     port_of,
+    slot_of,
+    slot_reply,
     str_list_field,
 )
 from modem.sim.deliver import REF_MODULO, gsm7_codes
 from modem.sim.device import SimModem
 from modem.sim.errors import ControlError
-from modem.sim.faults import REPORT_OUTCOMES, SIM_STATES, Faults, ReportPolicy
+from modem.sim.faults import REPORT_OUTCOMES, SIM_STATES, CardFaults, Faults, ReportPolicy
 from modem.sim.inbound import InboundSms, plan
 from modem.sim.sms_commands import STORE_MEMORIES
 
@@ -66,8 +68,12 @@ def _inbound(request: Request, default_reference: int) -> InboundSms:
 
 
 def inject_sms(target: ControlTarget, request: Request) -> Reply:
-    """Deliver an SMS from the network: store each part, announce it with +CMTI if asked."""
+    """Deliver an SMS from the network: store each part, announce it with +CMTI if asked.
+
+    Addressed to the card in "slot" (default: the selected one). While that card is switched
+    out (or being read after a switch) the network holds the SMS: reply "held": true."""
     port = port_of(target, request)
+    slot = slot_of(port, request)
     sms = _inbound(request, port.next_reference)
     notify = bool_field(request, "notify", True)
     memory = request.get("memory")
@@ -84,18 +90,32 @@ def inject_sms(target: ControlTarget, request: Request) -> Reply:
         indexes = [modem.receive_sms(parts[n - 1], memory, notify) for n in sequence]
         stored = [i for i in indexes if i is not None]
         return {
-            "port": port.index, "parts": len(parts), "indexes": stored,
+            "port": port.index, **slot_reply(port, slot), "parts": len(parts), "indexes": stored,
             "refused": len(indexes) - len(stored), "reference": sms.reference,
             "memory": memory or modem.cpms[2],
         }  # fmt: skip
 
-    reply = port.with_modem(deliver)
+    def deliver_or_hold(modem: SimModem) -> Reply:
+        if modem.attached(slot):
+            return deliver(modem)
+        try:  # refuse a bad plan now, not when the card comes back
+            parts, _ = plan(sms, modem.clock(), modem.sms_center)
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+        modem.hold(slot, "sms", deliver)
+        return {
+            "port": port.index, **slot_reply(port, slot), "parts": len(parts), "indexes": [],
+            "refused": 0, "reference": sms.reference, "memory": memory, "held": True,
+        }  # fmt: skip
+
+    reply = port.with_modem(deliver_or_hold)
     port.next_reference = (sms.reference + 1) % REF_MODULO[sms.ref_bits]
     return reply
 
 
 def reports(target: ControlTarget, request: Request) -> Reply:
-    """Set the status-report policy for future sends on one port (or all when "port" is absent)."""
+    """Set the status-report policy for future sends of the card in "slot" (default: the
+    selected one) on one port, or on every port when "port" is absent."""
     outcome = choice_field(request, "outcome", REPORT_OUTCOMES, "delivered")
     delay = request.get("delay_s", 0.0)
     if (
@@ -106,34 +126,46 @@ def reports(target: ControlTarget, request: Request) -> Reply:
         raise ControlError(f'"delay_s" must be a number in 0..{MAX_DELAY_S}')
     ports = target.ports if request.get("port") is None else [port_of(target, request)]
     policy = ReportPolicy(outcome, float(delay))
-    for port in ports:
-        port.configure(lambda f: setattr(f, "reports", policy))
-    return {"ports": [p.index for p in ports], "outcome": outcome, "delay_s": float(delay)}
+    slots = [slot_of(port, request) for port in ports]  # validate every port before changing any
+    for port, slot in zip(ports, slots, strict=True):
+        port.configure_card(slot, lambda f: setattr(f, "reports", policy))
+    reply: Reply = {"ports": [p.index for p in ports], "outcome": outcome, "delay_s": float(delay)}
+    if request.get("slot") is not None:
+        reply["slot"] = request["slot"]
+    return reply
 
 
 def report_for(target: ControlTarget, request: Request) -> Reply:
-    """Emit one status report for TP-MR "mr" now, with TP-ST "status"."""
+    """Emit one status report for TP-MR "mr" of the card in "slot" now, with TP-ST "status"
+    (delivered_as "held" while that card is switched out)."""
     port = port_of(target, request)
+    slot = slot_of(port, request)
     mr = int_field(request, "mr", 0, 255)
     status = int_field(request, "status", 0, 255)
-    routed = port.with_modem(lambda m: m.report(mr, status))
-    return {"port": port.index, "mr": mr, "status": status, **routed}
+    routed = port.with_modem(lambda m: m.report_to(slot, mr, status))
+    return {"port": port.index, **slot_reply(port, slot), "mr": mr, "status": status, **routed}
 
 
 def block_after(target: ControlTarget, request: Request) -> Reply:
     """Let "sends" more sends through, then answer every AT+CMGS with +CMS ERROR: "code"."""
     port = port_of(target, request)
+    slot = slot_of(port, request)
     sends = int_field(request, "sends", 0, MAX_SENDS)
     code = int_field(request, "code", 0, MAX_CMS_CODE, 21)
-    port.configure(lambda f: f.block(sends, code))
-    return {"port": port.index, "sends": sends, "code": code, "blocked": port.faults.blocked}
+    port.configure_card(slot, lambda f: f.block(sends, code))
+    blocked = port.card_faults(slot).blocked
+    return {
+        "port": port.index, **slot_reply(port, slot), "sends": sends, "code": code,
+        "blocked": blocked,
+    }  # fmt: skip
 
 
 def unblock(target: ControlTarget, request: Request) -> Reply:
-    """Lift an operator block."""
+    """Lift an operator block (of the card in "slot", default the selected one)."""
     port = port_of(target, request)
-    port.configure(Faults.unblock)
-    return {"port": port.index, "blocked": False}
+    slot = slot_of(port, request)
+    port.configure_card(slot, CardFaults.unblock)
+    return {"port": port.index, **slot_reply(port, slot), "blocked": False}
 
 
 def radio(target: ControlTarget, request: Request) -> Reply:
@@ -148,15 +180,19 @@ def radio(target: ControlTarget, request: Request) -> Reply:
         faults.csq, faults.creg = csq, creg
 
     port.configure(apply)
+    port.retry_held()  # registered again: the network retries what it held
     return {"port": port.index, "csq": csq, "creg": creg, "registered": port.faults.registered}
 
 
 def sim(target: ControlTarget, request: Request) -> Reply:
-    """Set the SIM's state: ready, absent (CME 10) or waiting for its PIN."""
+    """Set the state of the card in "slot" (default the selected one): ready, absent (CME 10)
+    or waiting for its PIN."""
     port = port_of(target, request)
+    slot = slot_of(port, request)
     state = choice_field(request, "state", SIM_STATES, "ready")
-    port.configure(lambda f: setattr(f, "sim_state", state))
-    return {"port": port.index, "state": state}
+    port.configure_card(slot, lambda f: setattr(f, "sim_state", state))
+    port.retry_held()
+    return {"port": port.index, **slot_reply(port, slot), "state": state}
 
 
 def noise(target: ControlTarget, request: Request) -> Reply:

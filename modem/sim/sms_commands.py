@@ -20,9 +20,10 @@ from modem.sim.deliver import EncodedPdu
 from modem.sim.storage import DELFLAG_STATS, STAT_ALL, STAT_REC_UNREAD, Memory, ModemMemories
 
 if TYPE_CHECKING:
-    from modem.sim.device import Emit, SimCard
-    from modem.sim.faults import Faults
+    from modem.sim.device import Emit
+    from modem.sim.faults import CardFaults, Faults
     from modem.sim.makes import Make
+    from modem.sim.slots import SimCard
 
 READ_MEMORIES = ("SM", "ME", "SR")  # <mem1>: read and delete
 STORE_MEMORIES = ("SM", "ME")  # <mem2>, <mem3>: write and receive
@@ -36,7 +37,6 @@ class SmsCommands:
     """+CSCA/+CSMP/+CSCS/+CNMI/+CPMS, +CMGL/+CMGR/+CMGD, and inbound SMS and report routing."""
 
     make: Make
-    sim: SimCard
     settings: dict[str, int]
     smsc: str
     csmp: tuple[int, int, int, int]
@@ -47,12 +47,23 @@ class SmsCommands:
     _memories: ModemMemories
     _emit: Emit
 
+    if TYPE_CHECKING:
+
+        @property
+        def sim(self) -> SimCard: ...
+
+        @property
+        def sim_state(self) -> str: ...
+
+        @property
+        def card_faults(self) -> CardFaults: ...
+
     def memory(self, name: str) -> Memory:
         """Return the memory called `name` ("SM" lives on the SIM, "ME"/"SR" in the modem)."""
         return {"SM": self.sim.sm, "ME": self._memories.me, "SR": self._memories.sr}[name]
 
     def _usable(self, name: str) -> Memory:
-        if name == "SM" and self._faults.sim_state != "ready":
+        if name == "SM" and self.sim_state != "ready":
             raise cms(CMS_SIM_NOT_INSERTED)
         return self.memory(name)
 
@@ -199,7 +210,7 @@ class SmsCommands:
         ds = self.cnmi[3]
         if ds == DS_INLINE:
             self._unsolicited(f"+CDS: {pdu.tpdu_length}" + CRLF + pdu.hex)
-            self._faults.reports_sent += 1
+            self.card_faults.reports_sent += 1
             return {"delivered_as": "cds"}
         if ds == DS_STORED:
             index = self._memories.sr.store(pdu.hex, pdu.tpdu_length)
@@ -207,6 +218,6 @@ class SmsCommands:
                 self._faults.refused_full += 1
                 return {"delivered_as": "refused_full"}
             self._unsolicited(f'+CDSI: "SR",{index}')
-            self._faults.reports_sent += 1
+            self.card_faults.reports_sent += 1
             return {"delivered_as": "cdsi", "index": index}
         return {"delivered_as": "none"}  # ds=0: the modem routes no reports at all

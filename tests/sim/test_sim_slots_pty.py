@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,10 +18,10 @@ SWITCH_DELAY_S = 0.3
 
 
 @pytest.fixture
-def slotted(tmp_path: Path) -> SimPool:
+def slotted(tmp_path: Path) -> Iterator[SimPool]:
     """Two ports (SIM800, Quectel) with two SIM slots each and a short switch delay."""
     with SimPool(2, tmp_path, seed=7, slots=2, switch_delay_s=SWITCH_DELAY_S) as sim:
-        yield sim  # type: ignore[misc]
+        yield sim
 
 
 def _sim_ready(modem: GsmModem) -> bool:

@@ -27,14 +27,14 @@ class SimulatedPool:
     """`smsgw simulate` in its own process."""
 
     def __init__(self, directory: Path, ports: int, latency: tuple[float, float] = (0.05, 0.02),
-                 make: str = "mixed") -> None:
+                 make: str = "mixed", extra_args: tuple[str, ...] = ()) -> None:
         self.dir = directory
         self.ports = ports
         self.dir.mkdir(parents=True, exist_ok=True)
         log = open(self.dir.parent / "simulate.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [*smsgw_command(), "simulate", "--ports", str(ports), "--dir", str(directory),
-             "--latency", str(latency[0]), str(latency[1]), "--make", make],
+             "--latency", str(latency[0]), str(latency[1]), "--make", make, *extra_args],
             stdout=log, stderr=log)
         wait_until(lambda: all((self.dir / f"ttyGSM{i}").exists() for i in range(ports))
                    and (self.dir / "control.sock").exists(), 15,

@@ -75,3 +75,10 @@ def test_notifications_filed_under_a_command_are_pulled_out_of_its_answer() -> N
         ["+CSQ: 21,0", '+CMTI: "ME",4', "+CDS: 25", "07911326040000F0", "OK"])
     assert answer == ["+CSQ: 21,0", "OK"]
     assert unsolicited == ['+CMTI: "ME",4', "+CDS: 25", "07911326040000F0"]
+
+
+def test_a_commands_own_answer_is_kept_even_when_the_prefix_can_come_unasked() -> None:
+    answer, unsolicited = split_unsolicited(["+CPIN: READY", "+CMTI: \"ME\",1", "OK"],
+                                            own="+CPIN:")
+    assert answer == ["+CPIN: READY", "OK"]
+    assert unsolicited == ['+CMTI: "ME",1']

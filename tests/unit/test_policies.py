@@ -117,6 +117,7 @@ class FakePort:
     operator: str | None
     idle: bool = True
     busy: bool = False
+    can_rotate: bool = False
 
     def assign(self, job: object) -> None: ...
 
