@@ -18,7 +18,8 @@ from store.store import Store
 
 WINDOW = 200  # rows in paho's hands at most
 IDLE_WAIT_S = 5.0  # new rows and PUBACKs wake it; this is only a safety net
-DELETE_BATCH = 100
+DELETE_BATCH = 500
+DELETE_EVERY_S = 1.0
 
 
 class Sender(Protocol):
@@ -38,6 +39,8 @@ class Publisher:
         self._inflight: dict[int, int] = {}  # paho mid -> seq
         self._early: set[int] = set()  # PUBACKs that beat our bookkeeping
         self._last_seq = 0
+        self._acked_seqs: list[int] = []
+        self._deleted_at = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._log = logs.get("publisher")
@@ -69,8 +72,8 @@ class Publisher:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.wake()
-            if self._store.unpublished_count() == 0:
-                return True
+            if self._store.unpublished_count() <= len(self._acked_seqs):
+                return True  # the rest are acknowledged, only not yet deleted
             time.sleep(0.05)
         return False
 
@@ -85,6 +88,11 @@ class Publisher:
             except Exception:
                 self._log.exception("publish_failed")
                 self._stopping.wait(IDLE_WAIT_S)
+        try:
+            self._settle_acks()
+            self._flush_deletes(force=True)
+        except Exception:
+            self._log.exception("publish_final_flush_failed")
 
     def _settle_acks(self) -> None:
         done: list[int] = []
@@ -102,8 +110,19 @@ class Publisher:
             if mid in self._inflight:
                 self._early.discard(mid)
                 done.append(self._inflight.pop(mid))
-        if done:
-            self._store.delete_events(done)
+        self._acked_seqs += done
+        self._flush_deletes()
+
+    def _flush_deletes(self, force: bool = False) -> None:
+        """Forget acknowledged rows in groups: each delete is a commit (an fsync) that the
+        port workers would queue behind. A crash before it only republishes those rows,
+        which HQ drops by seq."""
+        now = time.monotonic()
+        if self._acked_seqs and (force or len(self._acked_seqs) >= DELETE_BATCH
+                                 or now - self._deleted_at >= DELETE_EVERY_S):
+            self._store.delete_events(self._acked_seqs)
+            self._acked_seqs = []
+            self._deleted_at = now
 
     def _hand_over(self) -> None:
         assert self._sender is not None
