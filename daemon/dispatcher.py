@@ -180,18 +180,24 @@ class Dispatcher:
         if not ports:
             self._hold_queue(now)
             return
+        picks: list[tuple[Candidate, Port]] = []
         for candidate in self._store.peek_queued(len(ports) * PEEK_PER_PORT):
             if not ports:
-                return
+                break
             if self._defer_if_needed(candidate, now):
                 continue
             port = choose_port(candidate, ports, self._policy.routes)
             if port is None:
                 continue
-            job = self._store.claim(candidate.id, port.name, port.iccid or "", now)
+            picks.append((candidate, port))
+            ports.remove(port)
+        if not picks:
+            return
+        jobs = self._store.claim_many(
+            [(c.id, p.name, p.iccid or "") for c, p in picks], now)
+        for (_candidate, port), job in zip(picks, jobs, strict=True):
             if job is not None:
                 port.assign(job)
-                ports.remove(port)
 
     def _hold_queue(self, now: float) -> None:
         """Every ready SIM is at a limit: what waits is `scheduled`, as HQ should see it."""

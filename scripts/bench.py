@@ -12,11 +12,13 @@ Figures go into BENCHMARKS.md with the date, the machine and this command.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import sys
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,11 @@ def _proc_status(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     return 0
+
+
+def _stamps(records: list[dict[str, Any]]) -> list[float]:
+    """The simulator's RFC 3339 UTC stamps as epoch seconds."""
+    return [datetime.fromisoformat(r["at"].replace("Z", "+00:00")).timestamp() for r in records]
 
 
 def _write_bytes(pid: int) -> int:
@@ -100,6 +107,13 @@ def utilisation(args: argparse.Namespace) -> dict[str, Any]:
             records = pool.network()
             stamps = sorted(time.mktime(time.strptime(r["at"][:19], "%Y-%m-%dT%H:%M:%S"))
                             + float("0." + r["at"][20:23]) for r in records)
+            # Per port, the time between two recorded sends beyond the send itself:
+            # what the gateway (and the simulator) add between sends.
+            by_port: dict[str, list[float]] = {}
+            for r, t in zip(records, _stamps(records), strict=True):
+                by_port.setdefault(r["port"], []).append(t)
+            gaps = sorted(b - a - args.latency for ts in by_port.values()
+                          for a, b in itertools.pairwise(sorted(ts)))
             # Makespan from the first submission's start to the last one's end.
             makespan = stamps[-1] - stamps[0] + args.latency
             capacity = args.ports / args.latency
@@ -110,7 +124,9 @@ def utilisation(args: argparse.Namespace) -> dict[str, Any]:
                     "utilisation": round(achieved / capacity, 4),
                     "cpu_ms_per_message": round((cpu1 - cpu0) * 1000 / len(records), 3),
                     "disk_bytes_written_per_message": round(written / len(records)),
-                    "daemon_rss_kb": _proc_status(daemon.proc.pid, "VmRSS")}
+                    "daemon_rss_kb": _proc_status(daemon.proc.pid, "VmRSS"),
+                    "gap_between_sends_ms_p50": round(gaps[len(gaps) // 2] * 1000, 1),
+                    "gap_between_sends_ms_p90": round(gaps[int(len(gaps) * 0.9)] * 1000, 1)}
         finally:
             _teardown(broker, pool, daemon, hq)
 
