@@ -5,6 +5,7 @@
   python scripts/bench.py pick                       # next-message cost, 1,000 vs 1,000,000 queued
   python scripts/bench.py idle --ports 64            # CPU and RSS of an idle 64-port daemon
   python scripts/bench.py inbound --replies 200      # modem notification -> MQTT publish
+  python scripts/bench.py slots --slots 3 --cap 20   # one port's day with K cards vs one
 
 Figures go into BENCHMARKS.md with the date, the machine and this command.
 """
@@ -238,6 +239,43 @@ def inbound(args: argparse.Namespace) -> dict[str, Any]:
 _NO_LIMITS = "\n[limits]\nper_hour = 0\nper_day = 0\n"
 
 
+def slots(args: argparse.Namespace) -> dict[str, Any]:
+    """Messages a day one port sends with K cards against the single-card cap."""
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        broker = Broker(work / "broker")
+        broker.start()
+        pool = SimulatedPool(work / "pool" / "dev", 1, latency=(args.latency, 0.0),
+                             extra_args=("--slots", str(args.slots), "--switch-delay",
+                                         str(args.switch_delay)))
+        daemon = Daemon(work / "gw", broker.port, str(pool.dir / "ttyGSM*"), gw=GW,
+                        extra=f"\n[limits]\nper_hour = 0\nper_day = {args.cap}\n",
+                        modems_extra="switch_timeout_s = 60\n")
+        daemon.start()
+        hq = Hq(broker.port, GW)
+        try:
+            hq.wait_online()
+            offered = args.cap * args.slots + args.cap
+            t0 = time.monotonic()
+            hq.publish("outbox", {"batch_id": "slots", "messages": [
+                {"id": f"s-{i}", "to": f"+86138{i:08d}", "text": f"card rotation {i}"}
+                for i in range(offered)]})
+            wait_until(lambda: len(pool.network()) >= args.cap * args.slots, 600,
+                       "every card's daily cap used")
+            elapsed = time.monotonic() - t0
+            switches = [e for e in hq.on("events") if e["type"] == "sim_switched"]
+            return {"slots": args.slots, "cap_per_card_per_day": args.cap,
+                    "offered": offered, "sent_in_the_day": len(pool.network()),
+                    "ratio_to_single_card_cap": round(len(pool.network()) / args.cap, 2),
+                    "switches": len(switches),
+                    "switch_s_each": [e["took_s"] for e in switches],
+                    "seconds_to_use_every_cap": round(elapsed, 1),
+                    "switching_share_of_that_time": round(
+                        sum(e["took_s"] for e in switches) / elapsed, 3)}
+        finally:
+            _teardown(broker, pool, daemon, hq)
+
+
 def _teardown(broker: Broker, pool: SimulatedPool, daemon: Daemon, hq: Hq) -> None:
     hq.close()
     if daemon.alive:
@@ -266,6 +304,12 @@ def main() -> int:
     d.add_argument("--seconds", type=float, default=60.0)
     d.add_argument("--settle", type=float, default=10.0)
     d.set_defaults(func=idle)
+    k = sub.add_parser("slots")
+    k.add_argument("--slots", type=int, default=3)
+    k.add_argument("--cap", type=int, default=20)
+    k.add_argument("--latency", type=float, default=0.5)
+    k.add_argument("--switch-delay", type=float, default=3.0)
+    k.set_defaults(func=slots)
     n = sub.add_parser("inbound")
     n.add_argument("--replies", type=int, default=200)
     n.add_argument("--ports", type=int, default=4)
