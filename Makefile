@@ -23,7 +23,7 @@ test: venv
 	$(BIN)/pytest
 
 bench: venv
-	$(BIN)/python scripts/bench.py
+	for b in utilisation intake pick idle inbound slots; do $(BIN)/python scripts/bench.py $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) demo-run
