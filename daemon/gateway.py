@@ -41,12 +41,13 @@ from daemon.schedule import QuietHours, Route
 from daemon.sdnotify import Notifier
 from daemon.slots import SlotConfig
 from store import events
-from store.store import Store
+from store.store import Store, StoreUnavailable
 
 STATE_INTERVAL_S = 30.0
 LOOP_TICK_S = 0.5  # commands wake it at once; this paces state, LEDs and rescans
 SHUTDOWN_FLUSH_S = 3.0
 PARTIALS_CHECK_S = 5.0  # fine against a reassembly timeout of minutes
+STORE_WARN_EVERY_S = 60.0
 STALL_S = 60.0  # a thread whose loop has not turned for this long is wedged
 
 
@@ -86,6 +87,7 @@ class Gateway:
         self._stop = threading.Event()
         self._commands: queue.Queue[Incoming] = queue.Queue()
         self._settle_deadline: float | None = None
+        self._store_warned_at = 0.0
         self.notifier = Notifier()
         self._ready_sent = False
         self._watchdog_at = 0.0
@@ -145,7 +147,15 @@ class Gateway:
         self.log.info("started", version=__version__, ports=len(self.workers))
         try:
             while not self._stop.is_set():
-                self._tick()
+                try:
+                    self._tick()
+                except StoreUnavailable as e:
+                    # Disk full or I/O error: state and replies wait on disk space; the
+                    # intake keeps batches at the broker; status and LEDs say so.
+                    self._store_trouble(str(e))
+                except Exception:  # the main loop must outlive any bug in one tick
+                    self.log.exception("main_loop_error")
+                    self._stop.wait(LOOP_TICK_S)
         finally:
             self._shutdown()
         return 0
@@ -172,6 +182,13 @@ class Gateway:
             self.publish_state()
         self._systemd(now)
         self.leds.update(self)
+
+    def _store_trouble(self, error: str) -> None:
+        now = time.monotonic()
+        if now >= self._store_warned_at:
+            self.log.error("store_unavailable", error=error)
+            self._store_warned_at = now + STORE_WARN_EVERY_S
+        self._stop.wait(LOOP_TICK_S)
 
     def _systemd(self, now: float) -> None:
         """READY once the store and the broker are up; WATCHDOG only while every thread works."""
