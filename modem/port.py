@@ -12,14 +12,10 @@ import itertools
 import queue
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import serial
-from gsmmodem import exceptions as gsm_exc
-from gsmmodem.modem import GsmModem
 
 from modem.errors import (
     CmeError,
@@ -27,17 +23,14 @@ from modem.errors import (
     CommandRejected,
     ModemError,
     ModemGone,
-    ModemTimeout,
     SimNotReady,
 )
+from modem.gsm import BufferedReads, QueueingGsmModem, translated
 from modem.inbound import StoredPdu, split_unsolicited
 from modem.pdu import SubmitPdu
 
 RESET_READ_S = 5.0  # AT+CFUN takes a few seconds on real modems
 RESET_READ_MAX = 256
-# 27.007 §9.2.1: 10 not inserted, 11 PIN, 12 PUK, 13 failure, 14 busy, 15 wrong SIM
-CME_SIM_TROUBLE = frozenset({10, 11, 12, 13, 15})
-READER_TIMEOUT_S = 10.0
 SWITCH_POLL_S = 0.5  # AT+CPIN? / AT+CREG? while a newly selected card comes up
 RADIO_OFF_TIMEOUT_S = 15.0  # AT+CFUN=0/1 detach and attach take seconds on real modems
 _ANSWER_PREFIX = re.compile(r"AT([+^][A-Z]+)")
@@ -45,8 +38,8 @@ _CSUS_RANGE = re.compile(r"\+CSUS:\s*\(?\s*(\d+)\s*(?:-\s*(\d+))?")
 ABORT_DRAIN_S = 0.2
 ABORT_DRAIN_MAX = 64
 READER_JOIN_S = 2.0
-PROMPT_TIMEOUT_S = 5.0
-USSD_TIMEOUT_S = 20.0  # AT+CMGS=<n> answers "> " at once on every modem we know
+PROMPT_TIMEOUT_S = 5.0  # AT+CMGS=<n> answers "> " at once on every modem we know
+USSD_TIMEOUT_S = 20.0
 COMMAND_TIMEOUT_S = 10.0
 CTRL_Z = "\x1a"
 ESC = "\x1b"
@@ -96,99 +89,6 @@ class SendError(ModemError):
         self.maybe_sent = maybe_sent  # True: the failing PDU was written and not refused
 
 
-class _QueueingGsmModem(GsmModem):
-    """GsmModem whose unsolicited lines are queued instead of handled on a new thread.
-
-    The library's own handler issues AT commands from its notification thread,
-    racing the owner thread; queueing keeps every command on one thread.
-    """
-
-    def __init__(self, port: str, baudrate: int, sink: queue.SimpleQueue[list[str]],
-                 wake: Callable[[], None]) -> None:
-        super().__init__(port, baudrate, smsReceivedCallbackFunc=_ignore,
-                         smsStatusReportCallback=_ignore, requestDelivery=True,
-                         fatalErrorCallbackFunc=self._port_lost)
-        self._sink = sink
-        self._wake = wake
-
-    def _port_lost(self, _error: Exception) -> None:
-        """The reader hit a serial error (unplug): end any command waiting for an answer now,
-        instead of letting it sit out its timeout (up to 120 s for AT+CMGS)."""
-        event = self._responseEvent
-        if event is not None:
-            event.set()
-        self._wake()
-
-    # The library's reader blocks in read() up to this long before it looks at `alive`;
-    # its default of 1 s woke 64 idle threads 64 times a second. close() cancels the read.
-    timeout = READER_TIMEOUT_S
-
-    def _handleModemNotification(self, lines: list[str]) -> None:
-        self._sink.put(list(lines))
-        self._wake()
-
-
-class _BufferedReads:
-    """A pyserial port whose one-byte reads are served from a buffer.
-
-    python-gsmmodem's reader thread calls read(1) per byte: a select() and a
-    read() system call each, most of an idle gateway's CPU. This fills the buffer
-    with everything waiting at once; everything else goes to the real port.
-    Only the library's reader thread reads, so the buffer needs no lock.
-    """
-
-    def __init__(self, port: serial.Serial) -> None:
-        self._port = port
-        self._buffer = bytearray()
-
-    def read(self, size: int = 1) -> bytes:
-        if not self._buffer:
-            waiting = self._port.in_waiting
-            # Nothing waiting: block for one byte (up to the port's timeout) as before.
-            self._buffer += self._port.read(waiting if waiting else 1)
-        out = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return out
-
-    def inWaiting(self) -> int:  # the library calls it by this old pyserial name
-        return len(self._buffer) + int(self._port.in_waiting)
-
-    @property
-    def in_waiting(self) -> int:
-        return self.inWaiting()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._port, name)
-
-
-def _ignore(*_args: object) -> None:
-    """A callback the library wants but that the queueing subclass never calls."""
-
-
-@contextmanager
-def _translated(command: str) -> Iterator[None]:
-    """Turn pyserial and gsmmodem exceptions into the modem layer's own."""
-    try:
-        yield
-    except gsm_exc.CmsError as e:
-        raise CmsError(command, int(e.code)) from e
-    except gsm_exc.PinRequiredError as e:
-        raise SimNotReady(f"SIM asks for a PIN ({command})") from e
-    except gsm_exc.CmeError as e:
-        if int(e.code) in CME_SIM_TROUBLE:
-            raise SimNotReady(f"+CME ERROR: {e.code} on {command} (SIM missing, locked or "
-                              "failed)") from e
-        raise CmeError(command, int(e.code)) from e
-    except gsm_exc.TimeoutException as e:
-        raise ModemTimeout(f"no answer to {command}") from e
-    except gsm_exc.CommandError as e:
-        raise CommandRejected(f"ERROR on {command}") from e
-    except (serial.SerialException, OSError, AttributeError, IndexError) as e:
-        # AttributeError: the library touches self.serial after a failed open;
-        # IndexError: it reads the last line of an answer cut short by a lost port.
-        raise ModemGone(f"{command}: {e}") from e
-
-
 class ModemPort:
     """Open, identify, send on and close one modem. Owner thread only."""
 
@@ -199,17 +99,17 @@ class ModemPort:
         self._baudrate = baudrate
         self._cmgs_timeout_s = cmgs_timeout_s
         self._unsolicited: queue.SimpleQueue[list[str]] = queue.SimpleQueue()
-        self._gsm: _QueueingGsmModem | None = None
+        self._gsm: QueueingGsmModem | None = None
 
     def open(self) -> ModemInfo:
         """Open the port, run the library's init sequence and read the identities."""
         self._abort_pending_input()
-        self._gsm = _QueueingGsmModem(self.path, self._baudrate, self._unsolicited,
+        self._gsm = QueueingGsmModem(self.path, self._baudrate, self._unsolicited,
                                       self._on_unsolicited)
         try:
-            with _translated("connect"):
+            with translated("connect"):
                 self._gsm.connect()
-            self._gsm.serial = _BufferedReads(self._gsm.serial)
+            self._gsm.serial = BufferedReads(self._gsm.serial)
             return self.identify()
         except ModemError:
             self.close()
@@ -358,14 +258,14 @@ class ModemPort:
         gsm = self._require()
         command = f"AT+CMGS={pdu.tpdu_length}"
         try:
-            with _translated(command):
+            with translated(command):
                 self._keep_unsolicited(gsm.write(command, timeout=PROMPT_TIMEOUT_S,
                                                  expectedResponseTermSeq="> "))
         except ModemError as e:
             self._abort_prompt()
             raise SendError(e, done, maybe_sent=False) from e
         try:
-            with _translated("PDU"):
+            with translated("PDU"):
                 lines = self._keep_unsolicited(
                     gsm.write(pdu.hex, timeout=self._cmgs_timeout_s, writeTerm=CTRL_Z))
         except (CmsError, CmeError, CommandRejected) as e:
@@ -424,13 +324,13 @@ class ModemPort:
 
     def _command(self, command: str, timeout: float = COMMAND_TIMEOUT_S) -> list[str]:
         gsm = self._require()
-        with _translated(command):
+        with translated(command):
             return self._keep_unsolicited(gsm.write(command, timeout=timeout), command)
 
     def ussd(self, code: str, timeout: float = USSD_TIMEOUT_S) -> str:
         """Dial a USSD code (e.g. a balance query) and return the network's text."""
         gsm = self._require()
-        with _translated(f"AT+CUSD={code}"):
+        with translated(f"AT+CUSD={code}"):
             return str(gsm.sendUssd(code, responseTimeout=timeout).message)
 
     # --- storage ------------------------------------------------------------
@@ -469,7 +369,7 @@ class ModemPort:
         self._command(f'AT+CPMS="{memory}"')
         self._command(f"AT+CMGD={index}")
 
-    def _require(self) -> _QueueingGsmModem:
+    def _require(self) -> QueueingGsmModem:
         if self._gsm is None or not self.is_alive:
             raise ModemGone(f"{self.path} is not open")
         return self._gsm
