@@ -69,6 +69,7 @@ def main() -> int:
         for record in pool.network():
             print(f"  {record['port']}  {record['to']:<15} {record['encoding']:<5} "
                   f"{record['parts']} part(s)  {record['text']}")
+        _reply_arrives(hq, pool)
         print("\nsmsgw status (from the daemon's control socket):")
         from daemon.cli import main as smsgw
 
@@ -82,6 +83,25 @@ def main() -> int:
         if pool:
             pool.stop()
         broker.stop()
+
+
+def _reply_arrives(hq: Hq, pool: SimulatedPool) -> None:
+    """A customer answers "退订" (unsubscribe): HQ sees the reply and the opt-out."""
+    from modem.sim.control import request
+
+    print("\nThe customer at +8613800138000 replies 退订 (unsubscribe) to port ttyGSM0:")
+    request(pool.dir, {"cmd": "inject_sms", "port": 0, "from": "+8613800138000",
+                       "text": "退订"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any(
+            e["type"] == "opt_out" for e in hq.on("events")):
+        time.sleep(0.1)
+    for reply in hq.on("inbox"):
+        print(f"  inbox   {reply['from']} {reply['text']!r} in reply to "
+              f"{reply.get('in_reply_to', {}).get('id')}")
+    for event in hq.on("events"):
+        if event["type"] == "opt_out":
+            print(f"  event   opt_out {event['number']} keyword={event['keyword']}")
 
 
 def _follow(hq: Hq) -> None:
