@@ -94,6 +94,7 @@ class Dispatcher:
         self.last_progress = time.monotonic()
         self.quota_blocked: dict[str, str] = {}  # iccid -> why (for state and LEDs)
         self._all_held_until: float | None = None
+        self._announced: dict[str, str] = {}  # iccid -> quota period already announced
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -163,9 +164,12 @@ class Dispatcher:
             if block is not None:
                 blocked_now[port.iccid] = block.period
                 resumes.append(block.until)
-                if block.period not in ("gap", "benched"):
+                if block.period not in ("gap", "benched") and \
+                        self._announced.get(port.iccid) != block.key:
+                    # Once per SIM and period; the store also guards it across restarts.
                     self._store.note_quota(port.iccid, block.key, port.name, block.period,
                                            block.limit, block.until, now)
+                    self._announced[port.iccid] = block.key
                 continue
             eligible.append(port)
         self.quota_blocked = blocked_now

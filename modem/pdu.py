@@ -76,15 +76,6 @@ class SubmitPdu:
     tpdu_length: int
 
 
-def gsm7_septets(ch: str) -> int | None:
-    """Septets `ch` costs in GSM-7, or None when GSM-7 cannot carry it."""
-    if ch in _BASIC_INDEX:
-        return 1
-    if ch in GSM7_EXTENSION:
-        return 2
-    return None
-
-
 def plan_text(text: str) -> TextPlan:
     """Choose the alphabet and split `text` into parts, never inside a character."""
     # Regexes and str.count run in C: a short text is planned without a Python loop.

@@ -9,8 +9,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from peewee import fn
-
 from store import events
 from store.models import (
     Inbound,
@@ -217,7 +215,7 @@ class InboxMixin:
             return int(removed)
 
     def stoplisted(self, numbers: list[str]) -> set[str]:
-        """Which of `numbers` are on the stop-list (call inside a transaction or alone)."""
+        """Which of `numbers` are on the stop-list; call inside the caller's transaction."""
         found: set[str] = set()
         for i in range(0, len(numbers), ID_CHUNK):
             found.update(e.number for e in StopEntry.select(StopEntry.number).where(
@@ -280,7 +278,3 @@ class InboxMixin:
                                              "failures": health.failures})
             return True
         return False
-
-    def inbound_count(self) -> int:
-        """Inbound messages on disk."""
-        return int(Inbound.select(fn.COUNT(Inbound.id)).scalar() or 0)
