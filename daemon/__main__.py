@@ -4,4 +4,6 @@ import sys
 
 from daemon.cli import main
 
-sys.exit(main())
+# Guarded: the validator's fork server imports the main module (daemon/validator.py).
+if __name__ == "__main__":
+    sys.exit(main())

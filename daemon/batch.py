@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -15,7 +16,8 @@ from typing import Any
 
 import phonenumbers
 
-from daemon.template import MissingVariable, TemplateSyntaxError, placeholders, render
+from daemon import numbers
+from daemon.template import MissingVariable, TemplateSyntaxError, compile_template, placeholders
 from modem.pdu import plan_text
 from store.store import NewMessage
 
@@ -24,6 +26,8 @@ PRIORITY_RANGE = range(0, 10)
 NUMBER_CACHE = 4096
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+# A message with only these keys overrides none of the batch's settings.
+_CONTENT_KEYS = frozenset({"id", "to", "text", "template", "vars"})
 MASK_KEEP_HEAD = 5
 MASK_KEEP_TAIL = 3
 
@@ -110,9 +114,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
-def parse(payload: bytes, limits: BatchLimits, now: float) -> ParsedBatch:
-    """Validate every message of a Batch payload received at `now` (epoch seconds)."""
-    doc = decode(payload)
+def parse(payload: bytes, limits: BatchLimits, now: float,
+          decoded: dict[str, Any] | None = None) -> ParsedBatch:
+    """Validate every message of a Batch payload received at `now` (epoch seconds).
+
+    `decoded` is `decode(payload)` when the caller already has it.
+    """
+    doc = decode(payload) if decoded is None else decoded
+    header = read_header(doc, limits)
+    messages: list[NewMessage] = []
+    rejected: list[dict[str, str]] = []
+    for chunk in parse_chunks(header, limits, now, len(header.items) or 1):
+        messages += chunk.messages
+        rejected += chunk.rejected
+    return ParsedBatch(header.batch_id, messages, rejected)
+
+
+@dataclass(frozen=True)
+class Header:
+    """A batch's own fields, read before any of its messages."""
+
+    batch_id: str
+    items: list[Any]
+    defaults: _Defaults
+
+
+def read_header(doc: dict[str, Any], limits: BatchLimits) -> Header:
+    """The batch id, the message list and the batch-wide settings; raises BadBatch."""
     batch_id = doc.get("batch_id")
     if not isinstance(batch_id, str) or not batch_id or len(batch_id) > MAX_ID_LENGTH:
         raise BadBatch(f"batch_id must be a string of 1..{MAX_ID_LENGTH} characters",
@@ -126,16 +154,25 @@ def parse(payload: bytes, limits: BatchLimits, now: float) -> ParsedBatch:
         defaults = _batch_defaults(doc, limits)
     except Rejected as e:
         raise BadBatch(e.reason, batch_id) from e
-    messages: list[NewMessage] = []
-    rejected: list[dict[str, str]] = []
-    for index, item in enumerate(items):
-        try:
-            messages.append(_message(item, batch_id, defaults, limits, now))
-        except Rejected as e:
-            item_id = item.get("id") if isinstance(item, dict) else None
-            rejected.append({"id": item_id if isinstance(item_id, str) else f"#{index}",
-                             "code": e.code, "reason": e.reason})
-    return ParsedBatch(batch_id, messages, rejected)
+    return Header(batch_id, items, defaults)
+
+
+def parse_chunks(header: Header, limits: BatchLimits, now: float,
+                 size: int) -> Iterator[ParsedBatch]:
+    """Validate the messages `size` at a time; each item is let go once it is read."""
+    items = header.items
+    for start in range(0, len(items), size):
+        messages: list[NewMessage] = []
+        rejected: list[dict[str, str]] = []
+        for index in range(start, min(start + size, len(items))):
+            item, items[index] = items[index], None
+            try:
+                messages.append(_message(item, header.batch_id, header.defaults, limits, now))
+            except Rejected as e:
+                item_id = item.get("id") if isinstance(item, dict) else None
+                rejected.append({"id": item_id if isinstance(item_id, str) else f"#{index}",
+                                 "code": e.code, "reason": e.reason})
+        yield ParsedBatch(header.batch_id, messages, rejected)
 
 
 def _batch_defaults(doc: dict[str, Any], limits: BatchLimits) -> _Defaults:
@@ -163,15 +200,20 @@ def _message(item: Any, batch_id: str, d: _Defaults, limits: BatchLimits,
     hq_id = item.get("id")
     if not isinstance(hq_id, str) or not hq_id or len(hq_id) > MAX_ID_LENGTH:
         raise Rejected("bad_message", f"id must be a string of 1..{MAX_ID_LENGTH} characters")
-    _no_lone_surrogate(hq_id, "id")
+    if not hq_id.isascii():
+        _no_lone_surrogate(hq_id, "id")
     to = item.get("to")
     if not isinstance(to, str):
         raise Rejected("bad_message", "to must be a string")
-    not_before = _time(item, "not_before", "bad_message", d.not_before)
-    expires_at = _time(item, "expires_at", "bad_message", d.expires_at)
-    priority = _priority(item, d.priority, "bad_message")
-    delivery_report = _flag(item, "delivery_report", d.delivery_report, "bad_message")
-    urgent = _flag(item, "urgent", False, "bad_message")
+    if item.keys() <= _CONTENT_KEYS:  # the usual case: the batch's settings apply as they are
+        not_before, expires_at, priority = d.not_before, d.expires_at, d.priority
+        delivery_report, urgent = d.delivery_report, False
+    else:
+        not_before = _time(item, "not_before", "bad_message", d.not_before)
+        expires_at = _time(item, "expires_at", "bad_message", d.expires_at)
+        priority = _priority(item, d.priority, "bad_message")
+        delivery_report = _flag(item, "delivery_report", d.delivery_report, "bad_message")
+        urgent = _flag(item, "urgent", False, "bad_message")
     text = _text(item, d.template)
     number = normalise_number(to, limits.default_region)
     if expires_at is not None and expires_at <= now:
@@ -220,19 +262,23 @@ def _no_lone_surrogate(value: str, what: str) -> None:
 def _fill(template: str, raw_vars: Any) -> str:
     if not isinstance(raw_vars, dict):
         raise Rejected("bad_message", "vars must be an object")
+    try:
+        compiled = compile_template(template)  # once per batch: it is cached
+    except TemplateSyntaxError as e:
+        raise Rejected("bad_message", f"template: {e}") from e
     values: dict[str, str] = {}
     for name, value in raw_vars.items():
-        if isinstance(value, JsonNumber | str):
-            values[name] = str(value)
-        elif value is not None or name in placeholders(template):
+        if isinstance(value, str):
+            values[name] = value
+        elif isinstance(value, JsonNumber):
+            values[name] = value.text
+        elif value is not None or name in compiled.names:
             kind = "null" if value is None else type(value).__name__
             raise Rejected("bad_message", f"vars.{name} is a {kind}; only strings and numbers")
     try:
-        return render(template, values)
+        return compiled.fill(values)
     except MissingVariable as e:
         raise Rejected("template_var_missing", f"no value for {{{e.name}}} in vars") from e
-    except TemplateSyntaxError as e:
-        raise Rejected("bad_message", f"template: {e}") from e
 
 
 def _time(doc: dict[str, Any], key: str, code: str, default: float | None = None) -> float | None:
@@ -279,32 +325,40 @@ def normalise_number(raw: str, region: str) -> str:
 
 @lru_cache(maxsize=NUMBER_CACHE)
 def _parse_number(raw: str, region: str) -> str | None:
-    parsed = _parse_e164(raw)
-    if parsed is None:
-        try:
-            parsed = phonenumbers.parse(raw, region)
-        except phonenumbers.NumberParseException:
-            return None
-    if not phonenumbers.is_valid_number(parsed):
+    split = _split_e164(raw)
+    if split is not None:
+        # "+<cc><national>" without a leading zero is already its own E.164 form.
+        return raw if numbers.is_valid_national(*split) else None
+    try:
+        parsed = phonenumbers.parse(raw, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not numbers.is_valid(parsed):
         return None
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _parse_e164(raw: str) -> phonenumbers.PhoneNumber | None:
-    """Fast path for "+<cc><national>" (most of HQ's numbers): skips parse()'s normalising.
+def _split_e164(raw: str) -> tuple[int, str] | None:
+    """Fast path for "+<cc><national>" (most of HQ's numbers): (cc, national digits).
 
     parse() costs ~19 us a number, a third of a 100,000-message batch's budget;
-    the result is the same PhoneNumber for this form. Anything else -> None.
+    this form needs none of its normalising. Anything else -> None.
     """
     if not _E164.fullmatch(raw):
         return None
+    cc_len = _country_code_length(raw[1:4])
+    if cc_len is None or raw[1 + cc_len] == "0":
+        return None  # leading zeros (Italy...) need parse()'s bookkeeping
+    return int(raw[1 : 1 + cc_len]), raw[1 + cc_len :]
+
+
+@lru_cache(maxsize=1000)
+def _country_code_length(head: str) -> int | None:
+    """How many of these three leading digits are a country calling code (ITU codes are
+    prefix-free), or None."""
     for cc_len in (1, 2, 3):
-        cc = int(raw[1 : 1 + cc_len])
-        if cc in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            national = raw[1 + cc_len :]
-            if national.startswith("0"):
-                return None  # leading zeros (Italy...) need parse()'s bookkeeping
-            return phonenumbers.PhoneNumber(country_code=cc, national_number=int(national))
+        if int(head[:cc_len]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return cc_len
     return None
 
 

@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
 
     _talk(sub, "status", "what the running daemon is doing: ports, queue, broker, faults",
           _status)
-    _talk(sub, "sims", "every SIM the gateway has seen and where it is now", _sims)
+    _talk(sub, "sims", "every SIM of every port (active, waiting, unusable), its counts "
+          "against its limits and what holds it", _sims)
     queue = _talk(sub, "queue", "messages by state and the next ones to go out", _queue)
     queue.add_argument("-n", type=int, default=DEFAULT_SHOW, help="how many waiting to show")
     queue.add_argument("--reveal", action="store_true", help="show numbers in full")
@@ -204,15 +205,16 @@ def _status(args: argparse.Namespace) -> int:
 
 @_guarded
 def _sims(args: argparse.Namespace) -> int:
-    from daemon.control import render_table
+    from daemon.control import render_table, with_counts_shown
 
     rows = _ask(args, {"cmd": "sims"})
-    columns = [("port", "PORT"), ("state", "STATE"), ("iccid", "ICCID"), ("imsi", "IMSI"),
-               ("operator", "OPERATOR"), ("signal", "SIGNAL"), ("sent_today", "SENT_TODAY"),
-               ("quota_limit_today", "DAY_LIMIT"), ("held_by", "HELD_BY"),
-               ("sent_total", "SENT_TOTAL"), ("last_port", "LAST_PORT"),
-               ("last_imei", "LAST_IMEI")]
-    return _out(args, rows, render_table(columns, rows) if rows else "no SIM seen yet")
+    shown = [with_counts_shown(row) for row in rows]
+    columns = [("port", "PORT"), ("slot", "SLOT"), ("state", "STATE"), ("iccid", "ICCID"),
+               ("imsi", "IMSI"), ("operator", "OPERATOR"), ("today", "SENT_TODAY"),
+               ("hour", "SENT_HOUR"), ("held_by", "HELD_BY"), ("held_until", "UNTIL"),
+               ("sent_total", "SENT_TOTAL"), ("last_port", "LAST_SEEN_IN"),
+               ("reason", "REASON")]
+    return _out(args, rows, render_table(columns, shown) if rows else "no SIM seen yet")
 
 
 @_guarded

@@ -140,6 +140,46 @@ def check_secret_file(key: str, path: str) -> None:
                           f"chmod 600 {path}")
 
 
+PIN_FACTORIES = ("auto", "mock", "lgpio", "rpigpio", "pigpio", "native")
+MAX_SELECT_LINES = 5  # 32 cards, the most a port may have
+SIMULATED_PORT = re.compile(r"ttyGSM(\d+)$")
+_BCM = _check(lambda v: 0 <= v <= 27, "must be a BCM pin 0..27")
+
+
+@dataclass(frozen=True)
+class SlotMuxSettings:
+    """One GPIO SIM multiplexer in front of one single-slot modem."""
+
+    port: str = field(metadata=_check(lambda v: bool(v), "must be the port's path or a glob"))
+    # BCM pins of the select inputs, least significant bit first: slot n is n in binary.
+    select_pins: tuple[int, ...] = field(metadata=_check(
+        lambda v: 1 <= len(v) <= MAX_SELECT_LINES and len(set(v)) == len(v)
+        and all(isinstance(p, int) and not isinstance(p, bool) and 0 <= p <= 27 for p in v),
+        f"must be 1..{MAX_SELECT_LINES} different BCM pins 0..27, least significant first"))
+    detect_pin: int = field(metadata=_BCM)
+    # True: driving the pin high tells the modem "no card" (an open-drain transistor
+    # pulling SIM_DET down, as wired in hardware/README.md); false: the pin drives
+    # SIM_DET directly and low means "no card".
+    detect_active_high: bool = True
+    enable_pin: int = field(default=-1, metadata=_check(
+        lambda v: v == -1 or 0 <= v <= 27, "must be a BCM pin 0..27, or -1 for none"))
+    slots: int = field(default=0, metadata=_check(
+        lambda v: v == 0 or 2 <= v <= 32, "must be 2..32 (0 = every select code)"))
+
+    @property
+    def cards(self) -> int:
+        """How many slots the multiplexer switches between."""
+        return self.slots or 2 ** len(self.select_pins)
+
+    def pins(self) -> list[tuple[str, int]]:
+        """(key, BCM pin) of every line it drives."""
+        lines = [("select_pins", p) for p in self.select_pins]
+        lines.append(("detect_pin", self.detect_pin))
+        if self.enable_pin >= 0:
+            lines.append(("enable_pin", self.enable_pin))
+        return lines
+
+
 @dataclass(frozen=True)
 class ModemSettings:
     ports: tuple[str, ...] = field(default=(), metadata=_check(
@@ -168,11 +208,47 @@ class ModemSettings:
         lambda v: 1 <= v <= 86400, "must be 1..86400 seconds"))
     rotate_after_messages: int = field(default=0, metadata=_check(
         lambda v: v >= 0, "must be >= 0 (0 = switch only when a card is held)"))
+    rotate_after_minutes: float = field(default=0.0, metadata=_check(
+        lambda v: 0 <= v <= 7 * 24 * 60, "must be 0..10080 minutes (0 = off)"))
+    # GPIO SIM multiplexers (daemon/mux.py): a port matching an entry switches by GPIO.
+    slot_mux: tuple[SlotMuxSettings, ...] = ()
+    slot_pin_factory: str = field(default="auto", metadata=_check(
+        lambda v: v in (*PIN_FACTORIES, "simulator"),
+        "must be auto, mock, lgpio, rpigpio, pigpio, native or simulator"))
+    # Tests and demos only: with slot_pin_factory = "simulator", the simulated pool's
+    # DIR; the mux pins then drive its `mux_select` control command.
+    slot_simulator_dir: str = ""
+
+    def __post_init__(self) -> None:
+        if self.slot_pin_factory == "simulator" and not self.slot_simulator_dir:
+            raise ConfigError("modems.slot_simulator_dir",
+                              'is required with slot_pin_factory = "simulator"')
+        seen: dict[int, str] = {}
+        for i, mux in enumerate(self.slot_mux):
+            key = f"modems.slot_mux[{i}]"
+            if self.slot_pin_factory == "simulator" and not SIMULATED_PORT.search(mux.port):
+                raise ConfigError(key + ".port", "with the simulator pin factory it must name "
+                                  f"one simulated port, DIR/ttyGSM<n> (got {mux.port!r})")
+            codes = 2 ** len(mux.select_pins)
+            if mux.slots > codes:
+                raise ConfigError(key + ".slots", f"{mux.slots} cards need more than "
+                                  f"{len(mux.select_pins)} select lines (they pick {codes})")
+            for name, pin in mux.pins():
+                if pin in seen:
+                    raise ConfigError(f"{key}.{name}", f"BCM pin {pin} is already "
+                                      f"{seen[pin]}")
+                seen[pin] = f"{key}.{name}"
+
+    def mux_pins(self) -> dict[int, str]:
+        """Every BCM pin the multiplexers use, with the key that names it."""
+        return {pin: f"modems.slot_mux[{i}].{name}"
+                for i, mux in enumerate(self.slot_mux) for name, pin in mux.pins()}
 
 
 @dataclass(frozen=True)
 class QueueSettings:
     high_water: int = field(default=100_000, metadata=_check(lambda v: v >= 1, "must be >= 1"))
+    validate_in_child: bool = True  # big batches: daemon/validator.py
 
 
 @dataclass(frozen=True)
@@ -288,8 +364,7 @@ class RouteSettings:
 class LedSettings:
     enabled: bool = False
     pin_factory: str = field(default="auto", metadata=_check(
-        lambda v: v in ("auto", "mock", "lgpio", "rpigpio", "pigpio", "native"),
-        "must be auto, mock, lgpio, rpigpio, pigpio or native"))
+        lambda v: v in PIN_FACTORIES, "must be auto, mock, lgpio, rpigpio, pigpio or native"))
     heartbeat_pin: int = field(default=17, metadata=_check(lambda v: 0 <= v <= 27,
                                                            "must be a BCM pin 0..27"))
     broker_pin: int = field(default=27, metadata=_check(lambda v: 0 <= v <= 27,
@@ -315,6 +390,15 @@ class Settings:
     quiet_hours: QuietHoursSettings = QuietHoursSettings()
     routing: tuple[RouteSettings, ...] = ()
     security: SecuritySettings = SecuritySettings()
+
+    def __post_init__(self) -> None:
+        if not self.leds.enabled:
+            return
+        muxes = self.modems.mux_pins()
+        for name in ("heartbeat", "broker", "pool", "activity", "fault"):
+            pin = getattr(self.leds, f"{name}_pin")
+            if pin in muxes:
+                raise ConfigError(muxes[pin], f"BCM pin {pin} is already leds.{name}_pin")
 
     @property
     def data_dir(self) -> Path:

@@ -165,9 +165,25 @@ def render_table(columns: list[tuple[str, str]], rows: list[dict[str, Any]]) -> 
     return "\n".join(line.rstrip() for line in lines)
 
 
+def against(sent: int, limit: int) -> str:
+    """"3/10" (sent against a limit), or "3" where no limit applies."""
+    return f"{sent}/{limit}" if limit else str(sent)
+
+
+def with_counts_shown(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of `smsgw sims` with its counts as "sent/limit" under `today` and `hour`."""
+    return dict(row, today=against(row["sent_today"], row["day_limit"]),
+                hour=against(row["sent_hour"], row["hour_limit"]))
+
+
 PORT_COLUMNS = [("port", "PORT"), ("state", "STATE"), ("imei", "IMEI"), ("iccid", "ICCID"),
                 ("operator", "OPERATOR"), ("signal", "SIGNAL"), ("registered", "REG"),
                 ("sent_today", "SENT_TODAY"), ("last_error", "LAST_ERROR")]
+# A multi-SIM port's cards, under its row in `smsgw status`.
+CARD_COLUMNS = [("slot", "SLOT"), ("state", "STATE"), ("iccid", "ICCID"),
+                ("today", "SENT_TODAY"), ("hour", "SENT_HOUR"), ("held_by", "HELD_BY"),
+                ("held_until", "UNTIL"), ("reason", "REASON")]
+CARD_INDENT = "    "
 
 
 def render_status(status: dict[str, Any], as_json: bool) -> str:
@@ -196,5 +212,17 @@ def render_status(status: dict[str, Any], as_json: bool) -> str:
         lines.append(f"{head}{f['fault']} (LED code {f['code']}): {f['detail']}")
         lines.append(f"               fix: {f['advice']}")
     lines.append("")
-    lines.append(render_table(PORT_COLUMNS, status["modems"]))
+    lines += _ports_and_cards(status["modems"])
     return "\n".join(line.rstrip() for line in lines)
+
+
+def _ports_and_cards(modems: list[dict[str, Any]]) -> list[str]:
+    """The port table; under each multi-SIM port's row, a table of its cards."""
+    header, *rows = render_table(PORT_COLUMNS, modems).split("\n")
+    lines = [header]
+    for modem, row in zip(modems, rows, strict=True):
+        lines.append(row)
+        if modem.get("sims"):
+            cards = render_table(CARD_COLUMNS, [with_counts_shown(c) for c in modem["sims"]])
+            lines += [CARD_INDENT + line for line in cards.split("\n")]
+    return lines

@@ -16,7 +16,9 @@ from daemon import __version__, logs
 from daemon.batch import BatchLimits, Rejected, mask, normalise_number, parse
 from daemon.control import RequestError
 from daemon.health import assess, observe
+from daemon.quota import blocked
 from store import events, views
+from store.store import SimCounters
 
 if TYPE_CHECKING:
     from daemon.gateway import Gateway
@@ -52,11 +54,18 @@ def control_handlers(gw: Gateway) -> dict[str, Handler]:
 
 
 def status(gw: Gateway) -> dict[str, Any]:
-    """GatewayState plus the broker link, the port paths and the health verdict."""
+    """GatewayState plus the broker link, the port paths and the health verdict; a
+    multi-SIM port's `sims` are its rows of `smsgw sims` (waiting cards too)."""
     body = gw.state_body(online=gw.mqtt.connected)
     paths = {w.name: w.path for w in list(gw.workers.values())}
+    cards: dict[str, list[dict[str, Any]]] = {}
+    for row in sims(gw):
+        if row["port"] is not None:
+            cards.setdefault(row["port"], []).append(row)
     for modem in body["modems"]:
         modem["path"] = paths.get(modem["port"])
+        if "sims" in modem:
+            modem["sims"] = cards.get(modem["port"], [])
     body["broker"] = {"connected": bool(gw.mqtt.connected),
                       "host": gw.settings.mqtt.host, "port": gw.settings.mqtt.port}
     body["store_error"] = gw.intake.store_error
@@ -67,17 +76,54 @@ def status(gw: Gateway) -> dict[str, Any]:
 
 
 def sims(gw: Gateway) -> list[dict[str, Any]]:
-    """Every SIM the store knows, with the port that holds it now (if any)."""
-    live = {m["iccid"]: m for m in gw.state_body(online=gw.mqtt.connected)["modems"]
-            if m.get("iccid")}
-    rows = views.sims(gw.store)
-    for row in rows:
-        m = live.get(row["iccid"], {})
-        row["port"] = m.get("port")
-        row["state"] = m.get("state", "not inserted")
-        for key in ("operator", "signal", "sent_today", "quota_limit_today", "held_by"):
-            row[key] = m.get(key)
+    """Every card of every port (active, waiting or unusable) with its counts against its
+    limits and what holds it; then the SIMs seen before that no port holds now."""
+    now = gw.clock()
+    keys = gw.quota.keys(now)
+    counters = gw.store.sim_counters()
+    seen = {row["iccid"]: row for row in views.sims(gw.store)}
+    rows: list[dict[str, Any]] = []
+    for worker in sorted(list(gw.workers.values()), key=lambda w: w.name):
+        v = worker.view()
+        cards = v.slots or [{"slot": None, "iccid": v.iccid, "active": True}]
+        for card in cards:
+            iccid = card.get("iccid")
+            state = ("active" if card["active"] else
+                     "unusable" if card.get("unusable") else "waiting")
+            if iccid is None and not v.slots:
+                state = "unknown"  # the port has not read its card (yet)
+            row = {"port": v.port, "port_state": v.state.value, "slot": card["slot"],
+                   "state": state, "iccid": iccid, "method": card.get("method")}
+            if card["active"]:
+                row.update(operator=v.operator, signal=v.signal)
+            if card.get("unusable"):
+                row.update(held_by="unusable", reason=card["unusable"],
+                           held_until=_local_time(gw, card["unusable_until"]))
+            rows.append(_with_counts(gw, row, seen.pop(iccid, {}) if iccid else {},
+                                     counters, keys, now))
+    for iccid, stored in seen.items():
+        rows.append(_with_counts(gw, {"port": None, "slot": None, "state": "not in a port",
+                                      "iccid": iccid}, stored, counters, keys, now))
     return rows
+
+
+def _with_counts(gw: Gateway, row: dict[str, Any], stored: dict[str, Any],
+                 counters: dict[str, SimCounters], keys: dict[str, str],
+                 now: float) -> dict[str, Any]:
+    """Add a card's counts against its hour and day limits, what holds it and until when."""
+    iccid = row["iccid"] or ""
+    sim = counters.get(iccid)
+    limits = gw.quota.limits_for(iccid, now)
+    row.update(sent_today=sim.count("day", keys["day"]) if sim else 0,
+               day_limit=limits.per_day, quota_limit_today=limits.per_day,
+               sent_hour=sim.count("hour", keys["hour"]) if sim else 0,
+               hour_limit=limits.per_hour)
+    block = blocked(gw.quota, sim, iccid, now, keys) if iccid else None
+    if block is not None and "held_by" not in row:
+        row.update(held_by=block.period, held_until=_local_time(gw, block.until))
+    for key in ("imsi", "sent_total", "last_port", "last_imei"):
+        row[key] = stored.get(key)
+    return row
 
 
 def queue_view(gw: Gateway, req: dict[str, Any]) -> dict[str, Any]:
@@ -171,6 +217,11 @@ def ussd(gw: Gateway, req: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- helpers -----------------------------------------------------------------
+
+
+def _local_time(gw: Gateway, epoch: float) -> str:
+    """RFC 3339 in the gateway's zone (`limits.timezone`), the one its quota periods end in."""
+    return gw.quota.local(epoch).isoformat(timespec="seconds")
 
 
 def find_worker(gw: Gateway, port: Any) -> PortWorker:

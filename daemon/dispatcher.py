@@ -19,12 +19,12 @@ from typing import Protocol
 from daemon import logs
 from daemon.quota import QuotaPolicy, blocked
 from daemon.schedule import QuietHours, Route, cap_until, quiet_until, route_for
-from store.store import Candidate, Claimed, SimCounters, Store
+from store.store import Candidate, Claimed, SimCounters, Store, StoreUnavailable
 
 HOUSEKEEPING_S = 2.0  # how often scheduled messages are promoted and overdue ones expired
 MAX_WAIT_S = 2.0
-PEEK_PER_PORT = 4
-MIN_HOLD_S = 30.0  # candidates looked at per idle port each round: bounds the work
+PEEK_PER_PORT = 4  # candidates looked at per idle port each round: bounds the work
+MIN_HOLD_S = 30.0
 
 
 class Port(Protocol):
@@ -33,21 +33,14 @@ class Port(Protocol):
     name: str
 
     @property
-    def idle(self) -> bool: ...
-
-    @property
     def iccid(self) -> str | None: ...
 
     @property
     def operator(self) -> str | None: ...
 
-    @property
-    def busy(self) -> bool: ...
+    def dispatch_view(self) -> tuple[bool, bool, str | None]: ...
 
-    @property
-    def can_rotate(self) -> bool: ...
-
-    def assign(self, job: Claimed) -> None: ...
+    def assign(self, job: Claimed) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -95,6 +88,7 @@ class Dispatcher:
         self.quota_blocked: dict[str, str] = {}  # iccid -> why (for state and LEDs)
         self._all_held_until: float | None = None
         self._announced: dict[str, str] = {}  # iccid -> quota period already announced
+        self._unannounced: dict[str, str] = {}  # written in the open transaction, not committed
         self._thread = threading.Thread(target=self._run, name="dispatcher", daemon=True)
 
     def start(self) -> None:
@@ -146,44 +140,100 @@ class Dispatcher:
         self._store.expire_overdue(now)
         self._store.promote_due(now)
 
-    def _eligible_ports(self, now: float) -> list[Port]:
-        counters = self._store.sim_counters()
+    def _eligible_ports(self, now: float, finishing: Port | None = None) -> list[Port]:
         keys = self._policy.quota.keys(now)
         day_key = keys["day"]
         eligible = []
         blocked_now: dict[str, str] = {}
         resumes: list[float] = []
         busy = False
+        free: list[tuple[Port, str]] = []
         for port in self._ports():
+            idle, occupied, iccid = port.dispatch_view()
             # A port that can change cards is not held for long: it rotates by itself.
-            busy = busy or port.busy or port.can_rotate
-            if not port.idle or not port.iccid:
-                continue
-            sim = counters.get(port.iccid)
-            block = blocked(self._policy.quota, sim, port.iccid, now, keys)
+            busy = busy or occupied
+            if (idle or port is finishing) and iccid:
+                free.append((port, iccid))
+        # Only the free ports' SIMs: a round on a busy pool reads one row, not 64.
+        counters = self._store.sim_counters([iccid for _port, iccid in free])
+        for port, iccid in free:
+            block = blocked(self._policy.quota, counters.get(iccid), iccid, now, keys)
             if block is not None:
-                blocked_now[port.iccid] = block.period
+                blocked_now[iccid] = block.period
                 resumes.append(block.until)
                 if block.period not in ("gap", "benched") and \
-                        self._announced.get(port.iccid) != block.key:
+                        self._announced.get(iccid) != block.key and \
+                        self._unannounced.get(iccid) != block.key:
                     # Once per SIM and period; the store also guards it across restarts.
-                    self._store.note_quota(port.iccid, block.key, port.name, block.period,
+                    self._store.note_quota(iccid, block.key, port.name, block.period,
                                            block.limit, block.until, now)
-                    self._announced[port.iccid] = block.key
+                    self._unannounced[iccid] = block.key  # remembered once committed
                 continue
             eligible.append(port)
         self.quota_blocked = blocked_now
         self._all_held_until = min(resumes) if resumes and not eligible and not busy else None
         return sorted(eligible, key=lambda p: (_day_count(counters, p.iccid, day_key), p.name))
 
+    def settle_and_take(self, finishing: Port, settle: Callable[[], None]) -> Claimed | None:
+        """On a worker's thread: commit `settle` and the port's next claim in one transaction.
+
+        The port that just sent takes its next message without a hand-off to this
+        thread and without a second fsync; the gap between two sends is one commit.
+        A bug in the policy never costs the settle: it rolls back to a savepoint.
+        """
+        placed: list[tuple[Port, Claimed]] = []
+        # The store's lock spans the commit and the hand-overs: until a claimed port
+        # has its job it still looks idle, and no other round may claim for it.
+        with self._store.lock:
+            with self._store.transaction():
+                settle()
+                if not self._paused.is_set() and not self._stopping.is_set():
+                    try:
+                        with self._store.savepoint():
+                            placed = self._round(self._clock(), finishing)
+                    except StoreUnavailable:
+                        self._unannounced.clear()
+                        raise
+                    except Exception:
+                        self._log.exception("dispatch_failed")
+                        self._unannounced.clear()
+                        placed = []
+            return self._deliver(placed, finishing)
+
     def _hand_out(self) -> None:
-        now = self._clock()
+        with self._store.lock:
+            try:
+                with self._store.transaction():
+                    placed = self._round(self._clock())
+            except BaseException:
+                self._unannounced.clear()
+                raise
+            self._deliver(placed, None)
+
+    def _deliver(self, placed: list[tuple[Port, Claimed]], finishing: Port | None
+                 ) -> Claimed | None:
+        """After the commit (a claim that rolled back is no job): give each port its job.
+
+        A port that cannot take it (it is stopping) gives it straight back to the queue.
+        """
+        self._announced.update(self._unannounced)
+        self._unannounced.clear()
+        mine = None
+        for port, job in placed:
+            if port is finishing:
+                mine = job
+            elif not port.assign(job):
+                self._store.requeue(job.id, self._clock(), attempted=False)
+        return mine
+
+    def _round(self, now: float, finishing: Port | None = None) -> list[tuple[Port, Claimed]]:
+        """Choose and claim messages for idle ports (and `finishing`), inside the caller's tx."""
         if not self._store.peek_queued(1):
-            return  # nothing to place: skip the per-port eligibility work
-        ports = self._eligible_ports(now)
+            return []  # nothing to place: skip the per-port eligibility work
+        ports = self._eligible_ports(now, finishing)
         if not ports:
             self._hold_queue(now)
-            return
+            return []
         picks: list[tuple[Candidate, Port]] = []
         for candidate in self._store.peek_queued(len(ports) * PEEK_PER_PORT):
             if not ports:
@@ -196,12 +246,11 @@ class Dispatcher:
             picks.append((candidate, port))
             ports.remove(port)
         if not picks:
-            return
+            return []
         jobs = self._store.claim_many(
             [(c.id, p.name, p.iccid or "") for c, p in picks], now)
-        for (_candidate, port), job in zip(picks, jobs, strict=True):
-            if job is not None:
-                port.assign(job)
+        return [(port, job) for (_candidate, port), job in zip(picks, jobs, strict=True)
+                if job is not None]
 
     def _hold_queue(self, now: float) -> None:
         """Every ready SIM is at a limit: what waits is `scheduled`, as HQ should see it."""

@@ -32,6 +32,7 @@ from daemon.failures import Ladder
 from daemon.intake import Intake, batch_verifier, input_limits
 from daemon.leds import LedPanel
 from daemon.mqtt import Incoming, MqttLink
+from daemon.mux import MuxBoard
 from daemon.optout import OptOutMatcher
 from daemon.ports import PortConfig, PortWorker
 from daemon.publisher import Publisher
@@ -40,11 +41,12 @@ from daemon.receiver import ReceivePolicy
 from daemon.schedule import QuietHours, Route
 from daemon.sdnotify import Notifier
 from daemon.slots import SlotConfig
+from daemon.validator import Validator
 from store import events
 from store.store import Store, StoreUnavailable
 
 STATE_INTERVAL_S = 30.0
-LOOP_TICK_S = 0.5  # commands wake it at once; this paces state, LEDs and rescans
+LOOP_TICK_S = 1.0  # commands wake it at once; this paces state, LEDs and rescans
 SHUTDOWN_FLUSH_S = 3.0
 PARTIALS_CHECK_S = 5.0  # fine against a reassembly timeout of minutes
 STORE_WARN_EVERY_S = 60.0
@@ -112,6 +114,7 @@ class Gateway:
             inactive_after=r.inactive_after)
         self._partials_at = 0.0
         m = settings.modems
+        self.muxes = MuxBoard(m, logs.get("mux"))
         s = settings.send
         self._port_config = PortConfig(
             m.baudrate, m.cmgs_timeout_s, Ladder(
@@ -120,13 +123,15 @@ class Gateway:
             self.quota, max_attempts=s.max_attempts, retry_backoff_s=s.retry_backoff_s,
             bench_after_failures=s.bench_after_failures, bench_s=s.bench_s,
             slots=SlotConfig(m.slot_method, m.slot_count, m.switch_timeout_s,
-                             m.bad_slot_retry_s, m.rotate_after_messages))
+                             m.bad_slot_retry_s, m.rotate_after_messages,
+                             m.rotate_after_minutes, self.muxes.mux_for))
         self.leds = LedPanel(settings.leds)
         self.control = ControlServer(settings.control_socket, control_handlers(self))
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
                              ack=self.mqtt.ack_batch, on_committed=self._on_committed,
                              input_limits=input_limits(settings),
-                             verifier=batch_verifier(settings, clock()))
+                             verifier=batch_verifier(settings, clock()),
+                             validator=Validator() if settings.queue.validate_in_child else None)
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -139,6 +144,8 @@ class Gateway:
         self._settle_deadline = time.monotonic() + self.settings.send.settle_s
         self._settle(final=self.settings.send.settle_s == 0)
         self.publisher.start(self.mqtt)
+        if self.intake.validator is not None:
+            self.intake.validator.warm_up()
         self.intake.start()
         self.dispatcher.start()
         self._rescan()
@@ -230,9 +237,13 @@ class Gateway:
         for worker in self.workers.values():
             if not worker.join(max(0.0, deadline - time.monotonic())):
                 self.log.warning("send_unfinished_at_exit", port=worker.name)
+        self.muxes.close()
         self.dispatcher.join(1.0)
         self.intake.join(1.0)
-        self.store.add_event(events.TOPIC_STATE, self.state_body(online=False), retain=True)
+        try:
+            self.store.add_event(events.TOPIC_STATE, self.state_body(online=False), retain=True)
+        except StoreUnavailable as e:  # a full disk must not turn a stop into a crash
+            self.log.error("store_unavailable", error=str(e))
         if not self.publisher.drain(SHUTDOWN_FLUSH_S):
             self.log.warning("events_left_for_next_start",
                              unpublished=self.store.unpublished_count())
@@ -255,7 +266,7 @@ class Gateway:
                     continue
                 worker = PortWorker(path, self._port_config, self.store, self.clock,
                                     self._port_changed, self._receive_policy,
-                                    self.publisher.wake)
+                                    self.publisher.wake, self.dispatcher.settle_and_take)
                 self.workers[path] = worker
                 worker.start()
                 self.log.info("port_added", port=worker.name, path=path)

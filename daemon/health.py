@@ -17,6 +17,9 @@ DOWN_STATES = frozenset({"absent", "fault", "quarantined"})
 _SIM_TROUBLE = re.compile(r"\bSIM\b|\bPIN\b|\bPUK\b|CME ERROR: 1[0-5]\b", re.IGNORECASE)
 _NOT_REGISTERED = re.compile(r"not registered", re.IGNORECASE)
 _NO_ANSWER = re.compile(r"no answer|time(d)? ?out", re.IGNORECASE)
+# What the dispatcher holds a SIM by that a technician should see: a quota period, or a
+# bench (operator block, repeated failures). "gap" (limits.min_gap_s) is pacing, not a fault.
+HOLDS = frozenset({"minute", "hour", "day", "month", "benched"})
 
 
 class Fault(Enum):
@@ -65,7 +68,19 @@ class PortSnapshot:
     last_error: str | None = None
     registered: bool = False
     signal: int | None = None
-    over_quota: bool = False  # not implemented by the dispatcher yet
+    held_by: str | None = None  # the dispatcher's hold on its SIM: "hour", "benched"...
+
+    @property
+    def over_quota(self) -> bool:
+        return self.held_by in HOLDS
+
+    @property
+    def detail(self) -> str:
+        """Why this port is at fault, for `smsgw status` and the journal."""
+        if self.over_quota:
+            why = "benched" if self.held_by == "benched" else f"at its {self.held_by} limit"
+            return f"{self.port}: SIM {why}"
+        return f"{self.port}: {self.last_error or self.state}"
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ def assess(snapshot: Snapshot) -> Health:
         if fault is not None:
             by_fault.setdefault(fault, []).append(port)
     for fault, ports in by_fault.items():
-        detail = "; ".join(f"{p.port}: {p.last_error or p.state}" for p in ports)
+        detail = "; ".join(p.detail for p in ports)
         findings.append(Finding(fault, tuple(p.port for p in ports), detail))
     findings.sort(key=lambda f: f.fault.value)
     ready = sum(1 for p in snapshot.ports if p.state in UP_STATES and not p.over_quota)
@@ -158,14 +173,14 @@ def assess(snapshot: Snapshot) -> Health:
 def observe(gw: Any) -> Snapshot:
     """The snapshot of a running `daemon.gateway.Gateway` (cheap: no database query)."""
     ports = []
-    over_quota = getattr(gw.dispatcher, "quota_blocked", {})  # iccid -> why
+    held: dict[str, str] = gw.dispatcher.quota_blocked  # iccid -> period
     for worker in list(gw.workers.values()):
         v = worker.view()
         ports.append(PortSnapshot(port=v.port, state=str(v.state.value),
                                   last_error=v.last_error, registered=v.registered,
-                                  signal=v.signal, over_quota=bool(v.iccid in over_quota)))
+                                  signal=v.signal, held_by=held.get(v.iccid or "")))
     return Snapshot(broker_connected=bool(gw.mqtt.connected), ports=tuple(ports),
-                    store_error=gw.intake.store_error)
+                    store_error=gw.store.write_error or gw.intake.store_error)
 
 
 FAULT_DEBOUNCE_S = 3.0  # a fault must last this long to be logged (start-up, a reconnect)

@@ -1,4 +1,4 @@
-"""The box's five LEDs, driven through gpiozero (the only module that touches it).
+"""The box's five LEDs, driven through gpiozero (it and daemon/mux.py alone touch it).
 
 | LED       | shows                                                                 |
 |-----------|-----------------------------------------------------------------------|
@@ -275,17 +275,18 @@ def on_a_pi() -> bool:
         return False
 
 
-def choose_factory(name: str, log: Any) -> tuple[Any, str]:
-    """The pin factory `[leds] pin_factory` asks for; the mock when a real one cannot load."""
+def choose_factory(name: str, log: Any, event: str = "led_pin_factory") -> tuple[Any, str]:
+    """The pin factory `name` asks for ([leds] pin_factory, [modems] slot_pin_factory);
+    the mock when a real one cannot load. The choice is logged as `event`."""
     import importlib
 
     from gpiozero.pins.mock import MockFactory
 
     if name == "mock":
-        log.info("led_pin_factory", factory="mock", reason="configured")
+        log.info(event, factory="mock", reason="configured")
         return MockFactory(), "mock"
     if name == "auto" and not on_a_pi():
-        log.info("led_pin_factory", factory="mock", reason="not a Raspberry Pi")
+        log.info(event, factory="mock", reason="not a Raspberry Pi")
         return MockFactory(), "mock"
     candidates = list(REAL_FACTORIES) if name == "auto" else [name]
     errors = []
@@ -296,8 +297,7 @@ def choose_factory(name: str, log: Any) -> tuple[Any, str]:
         except Exception as e:  # ImportError, BadPinFactory, no /dev/gpiomem access...
             errors.append(f"{candidate}: {e}")
             continue
-        log.info("led_pin_factory", factory=candidate, reason=f"configured {name}")
+        log.info(event, factory=candidate, reason=f"configured {name}")
         return factory, candidate
-    log.error("led_pin_factory", factory="mock", reason="no real pin factory works",
-              errors=errors)
+    log.error(event, factory="mock", reason="no real pin factory works", errors=errors)
     return MockFactory(), "mock"

@@ -8,6 +8,7 @@ that many); the text length per message after the template is filled.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from daemon.batch import ParsedBatch, decode
 from daemon.signing import BatchRefused
@@ -31,11 +32,20 @@ def check_size(payload: bytes, limits: InputLimits) -> None:
                            f"{limits.max_payload_bytes} are accepted")
 
 
-def check_count(payload: bytes, limits: InputLimits) -> None:
-    """Raise BatchRefused(too_many_messages) before any message is validated."""
+def check_count(payload: bytes, limits: InputLimits) -> dict[str, Any] | None:
+    """Raise BatchRefused(too_many_messages) before any message is validated.
+
+    Returns the decoded document when it had to decode it, for the parser to reuse.
+    """
     if len(payload) < limits.max_messages * MIN_MESSAGE_BYTES:
-        return
+        return None
     doc = decode(payload)  # BadBatch when it is not JSON: the parser says the same
+    count_messages(doc, limits)
+    return doc
+
+
+def count_messages(doc: dict[str, Any], limits: InputLimits) -> None:
+    """Raise BatchRefused(too_many_messages) for a decoded batch with too many."""
     items = doc.get("messages")
     if isinstance(items, list) and len(items) > limits.max_messages:
         raise BatchRefused("too_many_messages", f"{len(items)} messages; at most "

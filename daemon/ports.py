@@ -34,9 +34,12 @@ RADIO_POLL_S = 120.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare o
 BENCHED_POLL_S = 5.0  # a port without network looks again this often
 # Work arrives by events (assign, a notification, a task); the timeout only brings
 # the next radio poll or storage scan, so an idle pool does not spin.
-IDLE_WAIT_MAX_S = 5.0
+IDLE_WAIT_MAX_S = 30.0
 STORE_RETRY_S = 2.0
 UP_STATES = frozenset({"ready", "sending"})
+
+
+SettleAndTake = Callable[["PortWorker", Callable[[], None]], Claimed | None]
 
 
 class PortState(StrEnum):
@@ -86,8 +89,14 @@ class PortWorker:
 
     def __init__(self, path: str, config: PortConfig, store: Store, clock: Callable[[], float],
                  on_change: Callable[[bool], None], receive: ReceivePolicy,
-                 on_stored: Callable[[], None]) -> None:
+                 on_stored: Callable[[], None],
+                 settle_and_take: SettleAndTake | None = None) -> None:
         self.path = path
+        # Commits a send's outcome and claims this port's next message in one go
+        # (Dispatcher.settle_and_take); without it every message goes through the
+        # dispatcher thread.
+        self._settle_and_take = settle_and_take
+        self._wake_publisher = on_stored
         self.name = os.path.basename(path)
         self._wake = threading.Event()
         self._modem = ModemPort(path, config.baudrate, config.cmgs_timeout_s,
@@ -107,6 +116,7 @@ class PortWorker:
         self._slots = SlotKeeper(self._modem, self.name, config.slots, store, config.quota,
                                  clock, self._log)
         self._job: Claimed | None = None
+        self._closed = False  # stopped: takes no more jobs
         self._tasks: list[Callable[[ModemPort], None]] = []
         self._stopping = threading.Event()
         self._state = PortState.ABSENT
@@ -139,12 +149,6 @@ class PortWorker:
         return self._thread.is_alive()
 
     @property
-    def idle(self) -> bool:
-        """Ready to take a message now."""
-        with self._lock:
-            return self._state is PortState.READY and self._job is None
-
-    @property
     def iccid(self) -> str | None:
         return self._info.iccid if self._info else None
 
@@ -156,24 +160,27 @@ class PortWorker:
     def operator(self) -> str | None:
         return self._radio.operator
 
-    @property
-    def can_rotate(self) -> bool:
-        """It has other card slots to switch to (daemon/slots.py)."""
-        return self._slots.multi
-
-    @property
-    def busy(self) -> bool:
-        """Sending (or about to): its SIM is in use, not held by a limit."""
+    def dispatch_view(self) -> tuple[bool, bool, str | None]:
+        """(idle: ready to take a message now; occupied: sending or about to, or able to
+        change cards, so not held for long; ICCID) in one lock: the dispatcher asks
+        every port on every round."""
         with self._lock:
-            return self._state is PortState.SENDING or self._job is not None
+            idle = self._state is PortState.READY and self._job is None
+            busy = self._state is PortState.SENDING or self._job is not None
+        return idle, busy or self._slots.multi, self._info.iccid if self._info else None
 
-    def assign(self, job: Claimed) -> None:
-        """Hand over one message already committed as `sending` to this port."""
+    def assign(self, job: Claimed) -> bool:
+        """Hand over one message already committed as `sending` to this port.
+
+        False when the port cannot take it (it has a job, or it is stopping): the
+        caller puts the message back in the queue.
+        """
         with self._lock:
-            if self._job is not None:
-                raise RuntimeError(f"{self.name} already has a job")
+            if self._job is not None or self._closed:
+                return False
             self._job = job
         self._wake.set()
+        return True
 
     def call(self, fn: Callable[[ModemPort], Any], timeout: float) -> Any:
         """Run `fn(modem)` on this port's own thread between sends (USSD, probes)."""
@@ -238,11 +245,26 @@ class PortWorker:
                 self._last_error = repr(e)
                 self._modem.close()
                 self._stopping.wait(STORE_RETRY_S)
+        self._release_unsent(closing=True)
         self._modem.close()
         self._set_state(PortState.ABSENT, "stopped")
 
+    def _release_unsent(self, closing: bool = False) -> None:
+        """A claimed message whose PDU was never written goes back to the queue.
+
+        At stop (`closing`), and when the modem went away while the message waited.
+        """
+        with self._lock:
+            job, self._job = self._job, None
+            self._closed = self._closed or closing
+        if job is not None:
+            self._log.info("claim_released", msg_id=job.hq_id, state=self._state.value)
+            self._durably(lambda: self._store.requeue(job.id, self._clock(), attempted=False))
+            self._on_change(False)  # the dispatcher places it elsewhere
+
     def _step(self) -> None:
         if not self._modem.is_alive:
+            self._release_unsent()  # it must not wait out the recovery ladder here
             self._recover()
             return
         job = self._take_job()
@@ -349,6 +371,9 @@ class PortWorker:
             self._log.error("inbound_not_stored", error=str(e))
 
     def _take_job(self) -> Claimed | None:
+        with self._lock:
+            if self._job is not None:
+                return self._job  # taken with the last send's commit: no wait
         due = min(self._radio_at, self._receiver.scan_at) - time.monotonic()
         self._wake.wait(min(IDLE_WAIT_MAX_S, max(0.0, due)))
         self._wake.clear()
@@ -358,8 +383,14 @@ class PortWorker:
     # --- sending ------------------------------------------------------------
 
     def _send(self, job: Claimed) -> None:
-        self._set_state(PortState.SENDING)
+        following: Claimed | None = None  # the next message, when claimed with this one's commit
         iccid = self.iccid or ""
+        if job.iccid and job.iccid != iccid:
+            # Claimed for the card this port had before it switched: counters,
+            # quotas and report matching belong to that card, so claim it afresh.
+            self._release_unsent()
+            return
+        self._set_state(PortState.SENDING)
         plan = plan_text(job.text)
         pdus = encode_submit(job.to, plan, self._next_reference(), job.delivery_report)
 
@@ -381,17 +412,35 @@ class PortWorker:
             self._sim_failures = 0
             self._slots.note_sent()
             last = (len(mrs), iccid, mrs[-1])
-            self._durably(lambda: self._store.mark_sent(
-                job.id, now, self._config.quota.keys(now), last_part=last))
+
+            def settle() -> None:
+                self._store.mark_sent(job.id, now, self._config.quota.keys(now), last_part=last)
+
+            following = self._durably(lambda: self._settle_sent(settle))
             self._log.info("sent", msg_id=job.hq_id, batch_id=job.batch_id, iccid=iccid,
                            to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
         finally:
             with self._lock:
-                self._job = None
+                self._job = following
             self.last_progress = time.monotonic()
-            if self._modem.is_alive and self._state is PortState.SENDING:
-                self._set_state(PortState.READY)
-            self._on_change(False)
+            if following is None:
+                if self._modem.is_alive and self._state is PortState.SENDING:
+                    self._set_state(PortState.READY)
+                if self._slots.multi:
+                    self._wake.set()  # look at once whether this card must give way
+                self._on_change(False)
+            else:
+                self._wake_publisher()  # the `sent` and next `sending` statuses
+
+    def _settle_sent(self, settle: Callable[[], None]) -> Claimed | None:
+        """Commit the send; claim the next message in the same commit when this port may."""
+        # A multi-card port may have to switch cards between sends; a stopping or
+        # failing one takes nothing new. Those go back through the dispatcher.
+        if self._settle_and_take is None or self._slots.multi or self._stopping.is_set() \
+                or not self._modem.is_alive:
+            settle()
+            return None
+        return self._settle_and_take(self, settle)
 
     def _settle_failure(self, job: Claimed, e: SendError) -> None:
         self._last_error = str(e.cause)
@@ -426,16 +475,15 @@ class PortWorker:
             self._durably(lambda: self._store.bench_sim(iccid, until, reason, self.name, now))
             self._sim_failures = 0
 
-    def _durably(self, commit: Callable[[], Any]) -> None:
+    def _durably(self, commit: Callable[[], Any]) -> Any:
         """Run a store commit, waiting out a full disk: the fact must not be lost."""
         while True:
             try:
-                commit()
-                return
+                return commit()
             except StoreUnavailable as e:
                 self._log.error("store_unavailable", error=str(e))
                 if self._stopping.wait(STORE_RETRY_S):
-                    return  # left for the settle rule at the next start
+                    return None  # left for the settle rule at the next start
 
     def _next_reference(self) -> int:
         self._concat_ref = (self._concat_ref + 1) % (MAX_REFERENCE + 1)

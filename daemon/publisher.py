@@ -14,12 +14,13 @@ from typing import Protocol
 
 from daemon import logs
 from store.events import with_envelope
-from store.store import Store
+from store.store import Store, StoreUnavailable
 
 WINDOW = 200  # rows in paho's hands at most
 IDLE_WAIT_S = 5.0  # new rows and PUBACKs wake it; this is only a safety net
 DELETE_BATCH = 500
 DELETE_EVERY_S = 1.0
+STORE_RETRY_S = 5.0  # a full disk: try the deletes again after this pause
 
 
 class Sender(Protocol):
@@ -43,6 +44,7 @@ class Publisher:
         self._deleted_at = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
+        self._store_error: str | None = None  # set while the store refuses writes
         self._log = logs.get("publisher")
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
@@ -85,14 +87,32 @@ class Publisher:
             try:
                 self._settle_acks()
                 self._hand_over()
+                self._flush_deletes()
+            except StoreUnavailable as e:  # disk full, I/O error: not a bug, no traceback
+                self._store_trouble(str(e))
+                self._stopping.wait(STORE_RETRY_S)
+                self._wake.set()  # the acknowledged rows still wait for their delete
+                continue
             except Exception:
                 self._log.exception("publish_failed")
                 self._stopping.wait(IDLE_WAIT_S)
+                continue
+            if self._store_error is not None:
+                self._log.info("store_writable_again")
+                self._store_error = None
         try:
             self._settle_acks()
             self._flush_deletes(force=True)
+        except StoreUnavailable as e:  # those rows are republished at the next start
+            self._log.error("store_unavailable", error=str(e), acknowledged=len(self._acked_seqs))
         except Exception:
             self._log.exception("publish_final_flush_failed")
+
+    def _store_trouble(self, error: str) -> None:
+        """One line when the store starts refusing the deletes, not one per retry."""
+        if self._store_error is None:
+            self._log.error("store_unavailable", error=error, acknowledged=len(self._acked_seqs))
+        self._store_error = error
 
     def _settle_acks(self) -> None:
         done: list[int] = []
@@ -111,7 +131,6 @@ class Publisher:
                 self._early.discard(mid)
                 done.append(self._inflight.pop(mid))
         self._acked_seqs += done
-        self._flush_deletes()
 
     def _flush_deletes(self, force: bool = False) -> None:
         """Forget acknowledged rows in groups: each delete is a commit (an fsync) that the

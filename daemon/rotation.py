@@ -2,8 +2,9 @@
 
 Switching costs the port tens of seconds (radio down, card up, registration),
 so the policy switches only when the active card may not send (a quota reached,
-blocked by the operator, benched), or after `rotate_after_messages` when that
-is configured, and never to a card that is itself held.
+blocked by the operator, benched), or when `Rotation` says the card has had its
+turn (so many messages, so many minutes) and a less used card is free, and never
+to a card that is itself held.
 """
 
 from __future__ import annotations
@@ -30,19 +31,36 @@ class Decision:
     reason: str
 
 
+@dataclass(frozen=True)
+class Rotation:
+    """When a card that may still send has had its turn (0 = never by that measure)."""
+
+    after_messages: int = 0
+    after_minutes: float = 0.0
+
+    def due(self, sent_since_switch: int, active_since: float, now: float) -> str | None:
+        """Why the active card's turn is over, or None while it is not."""
+        if self.after_messages and sent_since_switch >= self.after_messages:
+            return f"rotation after {sent_since_switch} messages"
+        if self.after_minutes and now - active_since >= self.after_minutes * 60:
+            return f"rotation after {self.after_minutes:g} minutes"
+        return None
+
+
 def choose_slot(active: Slot, slots: list[Slot], held: Callable[[str], str | None],
-                sent_since_switch: int, rotate_after_messages: int, now: float,
-                used_today: Callable[[str], int]) -> Decision | None:
+                used_today: Callable[[str], int], rotation: Rotation,
+                sent_since_switch: int, active_since: float, now: float) -> Decision | None:
     """The slot to switch to now, or None to stay on `active`.
 
     `held(iccid)` names what keeps a card from sending ("hour", "benched"...) or is
-    None; `used_today(iccid)` gives its count for choosing the least used.
+    None; `used_today(iccid)` gives its count for choosing the least used;
+    `active_since` is when the active card was selected (same clock as `now`).
     """
     why = held(active.iccid) if active.iccid else "no card"
-    if why is None and not (rotate_after_messages and
-                            sent_since_switch >= rotate_after_messages):
+    turn_over = rotation.due(sent_since_switch, active_since, now)
+    if why is None and turn_over is None:
         return None
-    reason = why or f"rotation after {sent_since_switch} messages"
+    reason = why or turn_over or ""
     free = [s for s in slots if s.index != active.index and s.unusable_until <= now
             and (s.iccid is None or held(s.iccid) is None)]
     if not free:

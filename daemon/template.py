@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
 
+COMPILED_CACHE = 64
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}|[{}]")
 
 
@@ -32,20 +35,47 @@ def placeholders(template: str) -> list[str]:
     return names
 
 
+@dataclass(frozen=True)
+class Compiled:
+    """A template cut once into literal text and placeholder names, to fill many times."""
+
+    pieces: tuple[tuple[str, str | None], ...]  # (literal, name of the slot after it)
+    names: frozenset[str]
+
+    def fill(self, values: Mapping[str, str]) -> str:
+        """The text with `values` inserted; raises MissingVariable."""
+        out = []
+        for literal, name in self.pieces:
+            out.append(literal)
+            if name is not None:
+                try:
+                    out.append(values[name])
+                except KeyError:
+                    raise MissingVariable(name) from None
+        return "".join(out)
+
+
+@lru_cache(maxsize=COMPILED_CACHE)
+def compile_template(template: str) -> Compiled:
+    """Cut `template` up (cached: a batch fills one template for every message)."""
+    pieces: list[tuple[str, str | None]] = []
+    literal: list[str] = []
+    names = placeholders(template)  # raises TemplateSyntaxError on a stray brace
+    at = 0
+    for match in _TOKEN.finditer(template):
+        literal.append(template[at:match.start()])
+        at = match.end()
+        if match.group(1):
+            pieces.append(("".join(literal), match.group(1)))
+            literal = []
+        else:
+            literal.append(match.group(0)[0])  # "{{" -> "{", "}}" -> "}"
+    literal.append(template[at:])
+    pieces.append(("".join(literal), None))
+    return Compiled(tuple(pieces), frozenset(names))
+
+
 def render(template: str, values: Mapping[str, str]) -> str:
     """Fill `template` with already-stringified `values`."""
+    return compile_template(template).fill(values)
 
-    def replace(match: re.Match[str]) -> str:
-        token = match.group(0)
-        name = match.group(1)
-        if name:
-            if name not in values:
-                raise MissingVariable(name)
-            return values[name]
-        if token == "{{":
-            return "{"
-        if token == "}}":
-            return "}"
-        raise TemplateSyntaxError(f"stray {token!r} at offset {match.start()}")
-
-    return _TOKEN.sub(replace, template)

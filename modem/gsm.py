@@ -57,6 +57,11 @@ class QueueingGsmModem(GsmModem):
     timeout = READER_TIMEOUT_S
 
     def _handleModemNotification(self, lines: list[str]) -> None:
+        if self._ussdSessionEvent is not None and lines and lines[0].startswith("+CUSD"):
+            # The answer sendUssd() waits for; the library's handler only parses and
+            # signals, it sends nothing, so it may run here on the reader thread.
+            self._handleUssd(lines)
+            return
         self._sink.put(list(lines))
         self._wake()
 

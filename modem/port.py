@@ -205,6 +205,12 @@ class ModemPort:
                 self._command(f"AT+CSUS={slot}")
             finally:
                 self._command("AT+CFUN=1", timeout=RADIO_OFF_TIMEOUT_S)
+        return self.await_card(slot, ready_timeout_s, poll_s)
+
+    def await_card(self, slot: int, ready_timeout_s: float,
+                   poll_s: float = SWITCH_POLL_S) -> ModemInfo:
+        """Wait until the card now selected (by a command or an external multiplexer) is
+        ready and registered; returns its identity. SimNotReady after `ready_timeout_s`."""
         deadline = time.monotonic() + ready_timeout_s
         last_error: ModemError = SimNotReady(f"slot {slot} never became ready")
         while time.monotonic() < deadline:

@@ -35,10 +35,12 @@ def dumps(body: dict[str, Any]) -> str:
     return text
 
 
-def add(topic: str, body: dict[str, Any], retain: bool = False) -> None:
-    """Queue one payload for HQ; call inside the transaction that makes it true."""
-    Event._meta.database.execute_sql(  # plain SQL: this runs for every status of every message
+def add(topic: str, body: dict[str, Any], retain: bool = False) -> int:
+    """Queue one payload for HQ (its seq is returned); call inside the transaction that
+    makes it true."""
+    cursor = Event._meta.database.execute_sql(  # plain SQL: runs for every status
         "INSERT INTO event (topic, body, retain) VALUES (?, ?, ?)", (topic, dumps(body), retain))
+    return int(cursor.lastrowid)
 
 
 def status_body(

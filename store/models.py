@@ -164,6 +164,9 @@ class Event(_Base):
     topic = TextField()  # suffix under smsgw/{gw}/
     body = TextField()  # JSON object without "gw" and "seq"
     retain = BooleanField(default=False)
+    # Set on a range row (store/outbox.py): seqs seq..last_seq are the first statuses
+    # of consecutive messages, built from their rows when published.
+    last_seq = IntegerField(null=True)
 
 
 class Sim(_Base):

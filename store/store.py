@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from peewee import OperationalError, SqliteDatabase
 
@@ -22,13 +22,13 @@ from store.models import (
     EXTRA_DDL,
     TABLES,
     TRANSITIONS,
-    Event,
     Message,
     Part,
     Sim,
     State,
     database,
 )
+from store.outbox import OutboxMixin
 
 DB_FILE = "gateway.sqlite3"
 # FULL: a commit is on the medium before we ack it to the broker, even on power loss.
@@ -45,6 +45,17 @@ ERROR_UNCERTAIN = "uncertain_after_restart"
 
 class StoreUnavailable(RuntimeError):
     """The database cannot take writes now (disk full, I/O error, locked): try again later."""
+
+
+def _first_error(e: BaseException) -> BaseException:
+    """The error that started a chain of database errors.
+
+    On SQLITE_FULL or an I/O error SQLite has already rolled back, so peewee's own
+    rollback fails too ("no transaction is active") and would hide the cause.
+    """
+    while isinstance(e.__context__, (OperationalError, sqlite3.OperationalError)):
+        e = e.__context__
+    return e
 
 
 _SELECT_MOVED = (
@@ -75,8 +86,7 @@ class IllegalTransition(RuntimeError):
     """A state change the contract's state machine does not allow."""
 
 
-@dataclass(frozen=True)
-class NewMessage:
+class NewMessage(NamedTuple):  # a tuple: a 100,000-message batch builds 100,000 of them
     """A validated message ready to be queued."""
 
     hq_id: str
@@ -98,6 +108,7 @@ class BatchOutcome:
 
     accepted: int
     duplicates: int
+    rejected: int = 0  # invalid, and opted out
 
 
 @dataclass(frozen=True)
@@ -113,6 +124,7 @@ class Claimed:
     encoding: str
     delivery_report: bool
     attempts: int
+    iccid: str = ""  # the SIM it was claimed for: a port that changed cards since gives it back
 
 
 @dataclass(frozen=True)
@@ -163,17 +175,7 @@ class SimCounters:
 PERIODS = ("minute", "hour", "day", "month")
 
 
-@dataclass(frozen=True)
-class PendingEvent:
-    """An outbox row waiting for the broker's PUBACK."""
-
-    seq: int
-    topic: str
-    body: str
-    retain: bool
-
-
-class Store(InboxMixin):
+class Store(InboxMixin, OutboxMixin):
     """The gateway's SQLite file; every method is one transaction."""
 
     def __init__(self, data_dir: str | Path) -> None:
@@ -184,6 +186,9 @@ class Store(InboxMixin):
                                   check_same_thread=False, autoconnect=False)
         database.initialize(self._db)
         self._lock = threading.RLock()
+        self._depth = 0  # open _tx blocks, under the lock (0: no transaction)
+        # Why the last write failed, until a write commits again (for `smsgw status`, LEDs).
+        self.write_error: str | None = None
         # Messages `sending` with updated_at before this belong to an earlier run.
         self.run_started = float("inf")
         self._db.connect()
@@ -191,10 +196,17 @@ class Store(InboxMixin):
             self._db.create_tables(TABLES)
             for ddl in EXTRA_DDL:
                 self._db.execute_sql(ddl)
+            self._migrate()
             cursor = self._db.execute_sql(
                 "SELECT coalesce(max(rank), 0) FROM message WHERE state NOT IN (?, ?)",
                 (State.QUEUED.value, State.SCHEDULED.value))
             self._dispatch_rank: int = cursor.fetchone()[0]
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, for files an older version wrote."""
+        columns = {c.name for c in self._db.get_columns("event")}
+        if "last_seq" not in columns:
+            self._db.execute_sql("ALTER TABLE event ADD COLUMN last_seq INTEGER")
 
     def close(self) -> None:
         """Close the connection; later calls raise."""
@@ -202,13 +214,73 @@ class Store(InboxMixin):
             if not self._db.is_closed():
                 self._db.close()
 
+    def transaction(self) -> Any:
+        """One commit around several store calls (they join it)."""
+        return self._tx()
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: a block whose exception undoes only the block."""
+        with self._lock:
+            assert self._depth, "a savepoint needs an open transaction"
+            conn = self._db.connection()
+            conn.execute("SAVEPOINT part")
+            try:
+                yield
+            except BaseException as e:
+                # SQLite may have rolled the whole transaction back itself (a full
+                # disk): then there is no savepoint left, and the caller must know.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK TO part")
+                    conn.execute("RELEASE part")
+                if isinstance(e, OperationalError | sqlite3.OperationalError):
+                    self.write_error = str(_first_error(e))
+                    raise StoreUnavailable(self.write_error) from e
+                raise
+            conn.execute("RELEASE part")
+
+    @property
+    def lock(self) -> threading.RLock:
+        """Held by every transaction: hold it to make a commit and what follows one step."""
+        return self._lock
+
     @contextmanager
     def _tx(self) -> Iterator[None]:
+        """One transaction; a nested call joins the one already open.
+
+        Written by hand rather than with peewee's atomic(): a sent message passes
+        through four nested blocks, and savepoints for each cost more CPU than the
+        SQL inside them. Nothing catches an exception half-way through a
+        transaction except through `savepoint`.
+        """
         try:
-            with self._lock, self._db.atomic("IMMEDIATE"):
-                yield
+            with self._lock:
+                if self._depth:
+                    self._depth += 1
+                    try:
+                        yield
+                    finally:
+                        self._depth -= 1
+                    return
+                conn = self._db.connection()
+                changes = conn.total_changes
+                conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
+                try:
+                    yield
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                finally:
+                    self._depth = 0
+                # Only a commit that wrote proves there is room again: reads always commit.
+                if self.write_error and conn.total_changes > changes:
+                    self.write_error = None
         except (OperationalError, sqlite3.OperationalError) as e:
-            raise StoreUnavailable(str(e)) from e
+            self.write_error = str(_first_error(e))
+            raise StoreUnavailable(self.write_error) from e
 
     # --- intake -------------------------------------------------------------
 
@@ -217,28 +289,46 @@ class Store(InboxMixin):
         now: float,
     ) -> BatchOutcome:
         """Queue the new messages, count duplicates and queue the BatchAck, all in one commit."""
+        return self.accept_batch_chunks(batch_id, [(messages, rejected)], now)
+
+    def accept_batch_chunks(
+        self, batch_id: str, chunks: Iterable[tuple[list[NewMessage], list[dict[str, str]]]],
+        now: float,
+    ) -> BatchOutcome:
+        """`accept_batch` for a batch validated a chunk at a time (daemon/validator.py).
+
+        One commit still: each chunk is inserted as it comes, and the BatchAck's row,
+        written first so that HQ hears the verdict before the statuses it implies,
+        gets its counts at the end. An exception from `chunks` rolls everything back.
+        """
         with self._tx():
-            known = self._existing_ids([m.hq_id for m in messages])
-            stopped = self.stoplisted(sorted({m.to for m in messages}))
-            rejected = list(rejected)
-            fresh: list[NewMessage] = []
-            duplicates = 0
-            for m in messages:
-                if m.hq_id in known:
-                    duplicates += 1
-                elif m.to in stopped:
-                    rejected.append({"id": m.hq_id, "code": OPT_OUT_CODE,
-                                     "reason": "the number opted out of messages"})
-                else:
-                    known.add(m.hq_id)
-                    fresh.append(m)
-            # The ack goes first in seq order: HQ hears the verdict on the batch
-            # before the stream of `queued` statuses it implies.
-            ack = {"batch_id": batch_id, "accepted": len(fresh), "duplicates": duplicates,
-                   "rejected": rejected}
-            events.add(events.TOPIC_ACK, ack)
-            self._insert_messages(fresh, now)
-        return BatchOutcome(accepted=len(fresh), duplicates=duplicates)
+            ack_seq = events.add(events.TOPIC_ACK, {"batch_id": batch_id})
+            known: set[str] = set()
+            invalid: list[dict[str, str]] = []
+            opted_out: list[dict[str, str]] = []
+            accepted = duplicates = 0
+            for messages, rejected in chunks:
+                invalid += rejected
+                known |= self._existing_ids([m.hq_id for m in messages])
+                stopped = self.stoplisted(sorted({m.to for m in messages}))
+                fresh: list[NewMessage] = []
+                for m in messages:
+                    if m.hq_id in known:
+                        duplicates += 1
+                    elif m.to in stopped:
+                        opted_out.append({"id": m.hq_id, "code": OPT_OUT_CODE,
+                                          "reason": "the number opted out of messages"})
+                    else:
+                        known.add(m.hq_id)
+                        fresh.append(m)
+                self._insert_messages(fresh, now, rank_offset=accepted)
+                accepted += len(fresh)
+            ack = {"batch_id": batch_id, "accepted": accepted, "duplicates": duplicates,
+                   "rejected": invalid + opted_out}
+            self._db.execute_sql("UPDATE event SET body = ? WHERE seq = ?",
+                                 (events.dumps(ack), ack_seq))
+        return BatchOutcome(accepted=accepted, duplicates=duplicates,
+                            rejected=len(invalid) + len(opted_out))
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
         found: set[str] = set()
@@ -250,28 +340,33 @@ class Store(InboxMixin):
             found.update(row[0] for row in cursor)
         return found
 
-    def _insert_messages(self, fresh: list[NewMessage], now: float) -> None:
+    def _insert_messages(self, fresh: list[NewMessage], now: float, rank_offset: int = 0) -> None:
         # Raw executemany: peewee's insert_many builds SQL per row and is ~10x slower here.
         rows = []
-        bodies = []
         # Start-time fair queuing: a new batch's ranks start where dispatch is now,
         # so it interleaves 1:1 with older batches of its priority instead of
         # waiting behind (or jumping ahead of) all of them.
-        base = self._dispatch_rank
+        base = self._dispatch_rank + rank_offset  # later chunks of one batch follow on
         for offset, m in enumerate(fresh):
             state = State.SCHEDULED if m.not_before and m.not_before > now else State.QUEUED
             rows.append((m.hq_id, m.batch_id, m.to, m.text, m.encoding, m.parts, m.priority,
                          m.not_before, m.expires_at, m.delivery_report, m.urgent, state, 0,
                          base + offset, now, now))
-            body = events.status_body(m.hq_id, m.batch_id, state, now, parts=m.parts,
-                                      encoding=m.encoding)
-            bodies.append((events.TOPIC_STATUS, events.dumps(body), False))
+        if not rows:
+            return
+        first_id = self._db.execute_sql("SELECT coalesce(max(id), 0) + 1 FROM message"
+                                        ).fetchone()[0]
         cursor = self._db.cursor()
         cursor.executemany(
             "INSERT INTO message (hq_id, batch_id, \"to\", text, encoding, parts, priority,"
             " not_before, expires_at, delivery_report, urgent, state, attempts, rank, created_at,"
             " updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        cursor.executemany("INSERT INTO event (topic, body, retain) VALUES (?,?,?)", bodies)
+        # Rowids of one transaction's inserts are consecutive (max + 1 each); the
+        # range row below relies on it, so check rather than trust.
+        last_id = self._db.execute_sql("SELECT max(id) FROM message").fetchone()[0]
+        if last_id != first_id + len(rows) - 1:
+            raise RuntimeError(f"message ids {first_id}..{last_id} are not consecutive")
+        self._add_status_range(first_id, [r[11] == State.SCHEDULED for r in rows])
 
     def _insert_confirmation(self, hq_id: str, to: str, c: Confirmation, now: float) -> None:
         """Queue the one answer to an opt-out; it bypasses the stop-list on purpose."""
@@ -317,7 +412,7 @@ class Store(InboxMixin):
         self._dispatch_rank = max(self._dispatch_rank, row[9])
         claimed = Claimed(id=row[0], hq_id=row[1], batch_id=row[2], to=row[3], text=row[4],
                           parts=row[5], encoding=row[6], delivery_report=bool(row[7]),
-                          attempts=row[8])
+                          attempts=row[8], iccid=iccid)
         events.add(events.TOPIC_STATUS, events.status_body(
             claimed.hq_id, claimed.batch_id, State.SENDING, now, parts=claimed.parts,
             encoding=claimed.encoding, port=port, iccid=iccid, attempts=claimed.attempts))
@@ -400,14 +495,18 @@ class Store(InboxMixin):
             self._move(message_id, state, now, error=(code, reason))
 
     def requeue(self, message_id: int, now: float, retry_at: float | None = None,
-                avoid_iccid: str | None = None) -> None:
+                avoid_iccid: str | None = None, attempted: bool = True) -> None:
         """The message provably never reached the network: back to the queue.
 
         With `retry_at` it waits (scheduled) until then; `avoid_iccid` asks the
-        dispatcher to try another SIM first.
+        dispatcher to try another SIM first. `attempted=False`: its PDU was never
+        written, so the claim does not use up one of its attempts.
         """
         with self._tx():
             Message.update(avoid_iccid=avoid_iccid).where(Message.id == message_id).execute()
+            if not attempted:
+                self._db.execute_sql("UPDATE message SET attempts = max(attempts - 1, 0)"
+                                     " WHERE id = ?", (message_id,))
             self._move(message_id, State.QUEUED, now, clear_sim=True)
             if retry_at is not None and retry_at > now:
                 Message.update(state=State.SCHEDULED, not_before=retry_at).where(
@@ -445,10 +544,18 @@ class Store(InboxMixin):
             params += [keys[period], parts]
         self._db.execute_sql(_COUNT_SEND, (*params, parts, now))
 
-    def sim_counters(self) -> dict[str, SimCounters]:
-        """Every SIM's counters, by ICCID (the dispatcher asks on every round)."""
+    def sim_counters(self, iccids: list[str] | None = None) -> dict[str, SimCounters]:
+        """The counters of these SIMs (every SIM when None), by ICCID."""
         with self._lock:
-            rows = self._db.execute_sql(_SELECT_COUNTERS).fetchall()
+            if iccids is None:
+                rows = self._db.execute_sql(_SELECT_COUNTERS).fetchall()
+            else:
+                rows = []
+                for i in range(0, len(iccids), ID_CHUNK):
+                    chunk = iccids[i : i + ID_CHUNK]
+                    rows += self._db.execute_sql(
+                        _SELECT_COUNTERS + f" WHERE iccid IN ({','.join('?' * len(chunk))})",
+                        chunk).fetchall()
         return {r[0]: SimCounters(
             iccid=r[0], keys=dict(zip(PERIODS, r[1:9:2], strict=True)),
             counts=dict(zip(PERIODS, r[2:9:2], strict=True)), last_sent_at=r[9],
@@ -599,34 +706,3 @@ class Store(InboxMixin):
                 self._move(msg.id, State.EXPIRED, now,
                            error=("expired", "expires_at passed before it could be sent"))
             return len(overdue)
-
-    # --- event outbox -------------------------------------------------------
-
-    def add_event(self, topic: str, body: dict[str, Any], retain: bool = False) -> None:
-        """Queue one payload for HQ on its own."""
-        with self._tx():
-            events.add(topic, body, retain)
-
-    def pending_events(self, after_seq: int, limit: int) -> list[PendingEvent]:
-        """Unpublished rows with seq > after_seq, oldest first."""
-        with self._lock:
-            cursor = self._db.execute_sql(
-                "SELECT seq, topic, body, retain FROM event WHERE seq > ? ORDER BY seq LIMIT ?",
-                (after_seq, limit))
-            return [PendingEvent(r[0], r[1], r[2], bool(r[3])) for r in cursor]
-
-    def delete_events(self, seqs: Iterable[int]) -> None:
-        """Forget rows the broker has acknowledged."""
-        seq_list = list(seqs)
-        if not seq_list:
-            return
-        with self._tx():
-            for i in range(0, len(seq_list), ID_CHUNK):
-                chunk = seq_list[i : i + ID_CHUNK]
-                self._db.execute_sql(
-                    f"DELETE FROM event WHERE seq IN ({','.join('?' * len(chunk))})", chunk)
-
-    def unpublished_count(self) -> int:
-        """Outbox rows still waiting for the broker."""
-        with self._lock:
-            return int(Event.select().count())

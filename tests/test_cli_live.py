@@ -142,7 +142,7 @@ def test_sims_lists_every_sim_with_its_port(running: tuple[SimulatedPool, Daemon
     assert {r["iccid"]: r["port"] for r in rows} == {
         m["iccid"]: m["port"] for m in status["modems"]}
     text = ask(daemon, "sims").stdout
-    assert text.splitlines()[0].split()[:3] == ["PORT", "STATE", "ICCID"]
+    assert text.splitlines()[0].split()[:4] == ["PORT", "SLOT", "STATE", "ICCID"]
 
 
 def test_probe_refuses_a_port_the_daemon_holds_and_reads_a_free_one(
@@ -161,16 +161,17 @@ def test_probe_refuses_a_port_the_daemon_holds_and_reads_a_free_one(
     assert any(line.startswith("iccid") and info["iccid"] in line for line in text.splitlines())
 
 
-def test_balance_dials_on_the_ports_own_thread_and_reports_the_modems_answer(
+def test_balance_dials_on_the_ports_own_thread_and_prints_the_operators_answer(
         running: tuple[SimulatedPool, Daemon]) -> None:
-    _pool, daemon = running
-    result = ask(daemon, "balance", "ttyGSM0", "--code", "*100#", "--timeout", "3")
-    # The simulator has no USSD: the daemon must say so, naming the port, and keep running.
-    if result.returncode == 0:
-        assert "ttyGSM0 *100#:" in result.stdout
-    else:
-        assert result.returncode == 1
-        assert "ttyGSM0" in result.stderr and "*100#" in result.stderr
+    pool, daemon = running
+    result = ask(daemon, "balance", "ttyGSM0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ttyGSM0 *100#: Balance: 12.34 CNY"
+    assert sim_control.request(pool.dir, {"cmd": "ussd", "port": 1,
+                                          "text": "Yue 0.50 yuan, valid until 2027-01-31"})["ok"]
+    other = ask(daemon, "balance", "ttyGSM1", "--code", "*101#", "--json")
+    assert other.returncode == 0, other.stderr
+    assert json.loads(other.stdout)["answer"] == "Yue 0.50 yuan, valid until 2027-01-31"
     unknown = ask(daemon, "balance", "ttyGSM9")
     assert unknown.returncode == 1 and "no port 'ttyGSM9'" in unknown.stderr
     assert ready_ports(daemon) == 2

@@ -38,7 +38,9 @@ READY = PortSnapshot("ttyGSM0", "ready", registered=True, signal=20)
      Fault.NO_SIGNAL),
     (PortSnapshot("p", "fault", last_error="no answer to PDU"), Fault.HUNG_MODEM),
     (PortSnapshot("p", "opening", last_error="no answer to connect"), Fault.HUNG_MODEM),
-    (PortSnapshot("p", "ready", over_quota=True), Fault.SIM_OVER_QUOTA),
+    (PortSnapshot("p", "ready", held_by="hour"), Fault.SIM_OVER_QUOTA),
+    (PortSnapshot("p", "ready", held_by="benched"), Fault.SIM_OVER_QUOTA),
+    (PortSnapshot("p", "ready", held_by="gap"), None),  # limits.min_gap_s paces, it is no fault
 ])
 def test_each_port_condition_names_its_fault(port: PortSnapshot, fault: Fault | None) -> None:
     assert port_fault(port) is fault
@@ -184,7 +186,7 @@ def test_activity_flashes_once_per_change(panel: Any) -> None:
      Fault.DEAD_SIM),
     (Snapshot(True, (PortSnapshot("p", "quarantined", last_error="not registered"),)),
      Fault.NO_SIGNAL),
-    (Snapshot(True, (PortSnapshot("p", "ready", over_quota=True),)), Fault.SIM_OVER_QUOTA),
+    (Snapshot(True, (PortSnapshot("p", "ready", held_by="hour"),)), Fault.SIM_OVER_QUOTA),
 ])
 def test_fault_led_blinks_the_faults_code_then_pauses(panel: Any, snapshot: Snapshot,
                                                       fault: Fault) -> None:

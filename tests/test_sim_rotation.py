@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections import Counter
+from datetime import datetime, timedelta
 from typing import Any
 
 from modem.sim.control import request
-from tests.support.gateway import Daemon, SimulatedPool
+from tests.support.gateway import Daemon, SimulatedPool, smsgw_command
 from tests.support.hq import Hq
 from tests.support.wait import wait_until
 
@@ -96,3 +99,127 @@ def test_an_empty_slot_is_skipped_and_reported(
                           "the empty slot reported")
     assert unusable["slot"] == 1
     assert len({m["iccid"] for m in pool.network()}) == 2
+
+
+def _smsgw(daemon: Daemon, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*smsgw_command(), *args, "--config", str(daemon.config)],
+                          capture_output=True, text=True, timeout=60, check=False)
+
+
+MUX_LIMIT = 4  # parts per card and day: 10 messages need all three cards
+MUX_LINES = "select_pins = [5, 6]\ndetect_pin = 13\nslots = 3\n"
+
+
+def test_a_gpio_multiplexer_rotates_one_port_over_three_cards_within_their_limits(
+        pool_factory: Any, daemon_factory: Any, hq: Hq) -> None:
+    pool = pool_factory(1, extra_args=SLOTS)
+    modems = (MODEMS + 'slot_pin_factory = "simulator"\n'
+              f'slot_simulator_dir = "{pool.dir}"\n')
+    mux = f'\n[[modems.slot_mux]]\nport = "{pool.dir / "ttyGSM0"}"\n' + MUX_LINES
+    daemon = daemon_factory(pool, modems_extra=modems,
+                            extra=f"\n[limits]\nper_hour = 0\nper_day = {MUX_LIMIT}\n" + mux)
+    daemon.start()
+    hq.wait_online()
+    batch = _batch("mux", 10)
+    hq.publish("outbox", batch)
+    hq.wait_final([m["id"] for m in batch["messages"]], {"sent"}, 50)
+
+    network = pool.network()
+    # each message exactly once, whole
+    assert sorted(m["text"] for m in network) == sorted(m["text"] for m in batch["messages"])
+    per_card = Counter(m["iccid"] for m in network)
+    cards = request(pool.dir, {"cmd": "slots", "port": 0})["slots"]
+    assert set(per_card) == {c["iccid"] for c in cards}  # every card of the port was used
+    assert max(per_card.values()) <= MUX_LIMIT, per_card
+    switched = [e for e in hq.on("events") if e["type"] == "sim_switched"]
+    assert len(switched) >= 2
+    assert all(e["method"] == "gpio" and e["reason"] == "day" and e["took_s"] >= 0
+               for e in switched), switched
+    assert {e["iccid"] for e in switched} | {switched[0]["from_iccid"]} == set(per_card)
+    log = daemon.log()
+    assert "sim_switched" in log and "reason='day'" in log and "took_s=" in log
+    assert "slot_pin_factory" in log and "method='gpio'" in log
+
+
+def test_sims_lists_every_card_of_every_port_with_its_limits(
+        pool_factory: Any, daemon_factory: Any, hq: Hq) -> None:
+    pool = pool_factory(2, extra_args=SLOTS)
+    daemon = daemon_factory(pool, modems_extra=MODEMS,
+                            extra="\n[limits]\nper_hour = 0\nper_day = 2\n")
+    daemon.start()
+    hq.wait_online()
+    batch = _batch("cards", 7)  # fills three of the six cards, the fourth holds one
+    hq.publish("outbox", batch)
+    hq.wait_final([m["id"] for m in batch["messages"]], {"sent"}, 50)
+
+    result = _smsgw(daemon, "sims", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    cards = {(r["port"], r["slot"]): r for r in rows}
+    assert set(cards) == {(f"ttyGSM{p}", s) for p in range(2) for s in range(3)}
+    for port in range(2):
+        states = [cards[f"ttyGSM{port}", s]["state"] for s in range(3)]
+        assert states.count("active") == 1 and states.count("waiting") == 2, states
+        # each card is listed in the slot it sits in (identities come from the cards)
+        for card in request(pool.dir, {"cmd": "slots", "port": port})["slots"]:
+            assert cards[f"ttyGSM{port}", card["slot"]]["iccid"] in (None, card["iccid"])
+    used = Counter(m["iccid"] for m in pool.network())
+    for row in rows:
+        assert (row["day_limit"], row["hour_limit"]) == (2, 0)
+        if row["iccid"] is not None:
+            assert row["sent_today"] == used.get(row["iccid"], 0)
+        if row["sent_today"] == 2:  # a full card waits, held until the day ends
+            assert row["held_by"] == "day" and row["held_until"], row
+    assert sum(r["sent_today"] for r in rows) == 7
+    assert any(r["state"] == "waiting" and r["held_by"] == "day" for r in rows)
+
+    text = _smsgw(daemon, "sims")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    header = lines[0]
+    assert header.split()[:4] == ["PORT", "SLOT", "STATE", "ICCID"]
+    assert len(lines) == 1 + 6
+    at = header.index("SENT_TODAY")
+    full = [ln for ln in lines[1:] if ln[at:].split()[0] == "2/2"]
+    assert full and all(ln[header.index("HELD_BY"):].split()[0] == "day" for ln in full)
+
+
+def test_status_lists_every_card_under_its_port_with_limits_and_local_until(
+        pool_factory: Any, daemon_factory: Any, hq: Hq) -> None:
+    pool = pool_factory(1, extra_args=SLOTS)
+    daemon = daemon_factory(pool, modems_extra=MODEMS, extra=(
+        '\n[limits]\ntimezone = "Asia/Shanghai"\nper_hour = 0\nper_day = 2\n'))
+    daemon.start()
+    hq.wait_online()
+    batch = _batch("stat", 3)  # fills the first card; the second sends one
+    hq.publish("outbox", batch)
+    hq.wait_final([m["id"] for m in batch["messages"]], {"sent"}, 50)
+
+    result = _smsgw(daemon, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    (modem,) = json.loads(result.stdout)["modems"]
+    cards = {c["slot"]: c for c in modem["sims"]}
+    assert sorted(cards) == [0, 1, 2]
+    assert sorted(c["state"] for c in cards.values()) == ["active", "waiting", "waiting"]
+    assert modem["iccid"] == next(c["iccid"] for c in cards.values() if c["state"] == "active")
+    full = [c for c in cards.values() if c["sent_today"] == 2]
+    assert len(full) == 1 and full[0]["state"] == "waiting" and full[0]["held_by"] == "day"
+    until = datetime.fromisoformat(full[0]["held_until"])
+    assert until.utcoffset() == timedelta(hours=8)  # the gateway's zone, not UTC
+    assert (until.hour, until.minute) == (0, 0)  # the day ends at local midnight
+
+    text = _smsgw(daemon, "status")
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    port = next(i for i, ln in enumerate(lines) if ln.startswith("ttyGSM0"))
+    header = lines[port + 1]
+    assert header.split() == ["SLOT", "STATE", "ICCID", "SENT_TODAY", "SENT_HOUR", "HELD_BY",
+                              "UNTIL", "REASON"]
+    rows = {int(ln.split()[0]): ln for ln in lines[port + 2:port + 5]}
+    assert sorted(rows) == [0, 1, 2]
+    slot = full[0]["slot"]
+    assert rows[slot][header.index("STATE"):].split()[0] == "waiting"
+    assert rows[slot][header.index("SENT_TODAY"):].split()[0] == "2/2"
+    assert rows[slot][header.index("HELD_BY"):].split()[0] == "day"
+    assert rows[slot][header.index("UNTIL"):].split()[0] == full[0]["held_until"]
+    assert sum(rows[s][header.index("STATE"):].split()[0] == "waiting" for s in rows) == 2

@@ -7,9 +7,12 @@ gpiozero's mock pins; the LED state is read through the control socket (`smsgw l
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,9 @@ import pytest
 from daemon.health import Fault
 from modem.sim import control as sim_control
 from tests.support.broker import Broker
+from tests.support.disk import fill, small_filesystem
 from tests.support.gateway import Daemon, SimulatedPool, smsgw_command
+from tests.support.hq import Hq
 from tests.support.wait import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +86,17 @@ def start(pool: SimulatedPool, daemon_factory: Any) -> Daemon:
     daemon = daemon_factory(pool, extra=FAST_FAULTS)
     daemon.start()
     return daemon
+
+
+@contextlib.contextmanager
+def on_small_disk(daemon: Daemon) -> Iterator[Daemon]:
+    """The daemon's data_dir on its own small tmpfs, unmounted once the daemon has stopped."""
+    with small_filesystem(daemon.dir / "data"):
+        try:
+            yield daemon
+        finally:
+            if daemon.alive:
+                daemon.stop()
 
 
 def wait_ready(daemon: Daemon, ports: int) -> None:
@@ -150,6 +166,65 @@ def test_unplugged_modem_blinks_code_3(pool_factory: Any, daemon_factory: Any) -
     wait_ready(daemon, 2)
     assert sim_control.request(pool.dir, {"cmd": "unplug", "port": 1})["ok"]
     assert_technician_sees(daemon, Fault.MODEM_FAULT, port="ttyGSM1")
+
+
+def test_sim_over_quota_blinks_code_7_and_sims_names_the_limit(
+        pool_factory: Any, daemon_factory: Any, hq: Hq) -> None:
+    pool = pool_factory(1)
+    daemon = daemon_factory(pool, extra=FAST_FAULTS + "\n[limits]\nper_hour = 2\nper_day = 0\n")
+    daemon.start()
+    wait_ready(daemon, 1)
+    hq.publish("outbox", {"batch_id": "cap", "messages": [
+        {"id": f"cap-{i}", "to": f"+86138{i:08d}", "text": f"cap {i}"} for i in range(4)]})
+    assert_technician_sees(daemon, Fault.SIM_OVER_QUOTA, port="ttyGSM0")
+    assert len(pool.network()) == 2
+    line = next(ln for ln in smsgw(daemon, "status").stdout.splitlines()
+                if "sim_over_quota (LED code 7)" in ln)
+    assert "hour limit" in line, line
+    sims = smsgw(daemon, "sims")
+    assert sims.returncode == 0, sims.stderr
+    header, row = sims.stdout.splitlines()[:2]
+    held_by = row[header.index("HELD_BY"):].split()[0]
+    assert held_by == "hour", sims.stdout
+    wait_leds(daemon, lambda s: s["leds"]["pool"]["pattern"] == "off",
+              "the pool LED to show off (the only SIM rests)")
+
+    daemon.set_clock((time.time() // 3600 + 1) * 3600 + 5)  # the next hour: the cap lifts
+    wait_until(lambda: len(pool.network()) == 4, 30, "the held messages sent in the new hour")
+    wait_leds(daemon, lambda s: s["leds"]["fault"]["code"] == 0, "the fault LED to go dark")
+    wait_until(lambda: journal_has(daemon, "fault_cleared", Fault.SIM_OVER_QUOTA), 10,
+               "fault_cleared")
+
+
+def test_full_disk_blinks_code_1_and_clears_when_space_is_freed(
+        pool_factory: Any, daemon_factory: Any, hq: Hq) -> None:
+    pool = pool_factory(1, latency=(0.3, 0.0))  # the disk fills while the port is sending
+    with on_small_disk(daemon_factory(pool, extra=FAST_FAULTS)) as daemon:
+        daemon.start()
+        wait_ready(daemon, 1)
+        hq.publish("outbox", {"batch_id": "before", "messages": [
+            {"id": f"before-{i}", "to": f"+86138{i:08d}", "text": f"before {i}"}
+            for i in range(10)]})
+        wait_until(lambda: len(pool.network()) >= 2, 20, "the port to be sending")
+        filler = fill(daemon.dir / "data")
+        # The port cannot record its sends: the fault shows with no new batch arriving.
+        assert_technician_sees(daemon, Fault.DISK_FULL)
+        line = next(ln for ln in smsgw(daemon, "status").stdout.splitlines()
+                    if "disk_full (LED code 1)" in ln)
+        assert "database or disk is full" in line, line
+        hq.publish("outbox", {"batch_id": "full", "messages": [
+            {"id": "full-0", "to": "+8613900139000", "text": "no room for me"}]})
+        wait_until(lambda: "batch_not_stored" in daemon.log(), 20, "batch_not_stored")
+        wait_leds(daemon, lambda s: s["leds"]["heartbeat"]["pattern"] == "heartbeat",
+                  "the heartbeat: the main loop outlives a full disk")
+
+        filler.unlink()
+        wait_leds(daemon, lambda s: s["leds"]["fault"]["code"] == 0, "the fault LED to go dark",
+                  timeout=30)
+        wait_until(lambda: journal_has(daemon, "fault_cleared", Fault.DISK_FULL), 10,
+                   "fault_cleared")
+        assert hq.wait_ack("full", timeout=30)["accepted"] == 1
+        wait_until(lambda: len(pool.network()) == 11, 30, "every message sent once")
 
 
 # --- installing -----------------------------------------------------------------------

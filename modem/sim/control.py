@@ -26,6 +26,8 @@ replies of inject_sms, report_for, block_after, unblock and sim also carry "slot
 | unblock     | port, slot                                       | port, blocked                   |
 | radio       | port, csq=0..31|99, creg=0..5                    | port, csq, creg, registered     |
 | sim         | port, slot, state=ready|absent|pin               | port, state                     |
+| ussd        | port, slot, text (the answer to any USSD code;   | port, text                      |
+|             | default "Balance: 12.34 CNY")                    |                                 |
 | slots       | port                                             | port, active_slot, switching,   |
 |             |                                                  | switch_delay_s, hold_s, slots:  |
 |             |                                                  | [{slot, iccid, imsi, operator,  |
@@ -122,6 +124,7 @@ COMMANDS: dict[str, Callable[[ControlTarget, Request], Reply]] = {
     "unblock": scenarios.unblock,
     "radio": scenarios.radio,
     "sim": scenarios.sim,
+    "ussd": scenarios.ussd,
     "noise": scenarios.noise,
     "garbage": scenarios.garbage,
     "slots": slot_control.slots,

@@ -173,6 +173,7 @@ class SimModem(InfoCommands, SmsCommands, SlotCommands):
             "+CMEE": partial(self._setting, "cmee", (0, 1, 2)),
             "+CPIN": self._cpin,
             "+CLAC": self._clac,
+            "+CUSD": self._cusd,
             "+CMGF": partial(self._setting, "cmgf", (0, 1)),
             "+CSCA": self._csca,
             "+CSMP": self._csmp,
@@ -203,7 +204,7 @@ class SimModem(InfoCommands, SmsCommands, SlotCommands):
         self.echo = True
         self.settings: dict[str, int] = {
             "cmee": 0, "cmgf": 0, "clip": 0, "crc": 0, "cvhu": 1, "cmms": 0, "ddet": 0,
-            "creg": 0, "cgreg": 0, "cops_format": 0, "cfun": 1,
+            "creg": 0, "cgreg": 0, "cops_format": 0, "cfun": 1, "cusd": 0,
         }  # fmt: skip
         self.cscs = "GSM"
         self.csmp = (17, 167, 0, 0)

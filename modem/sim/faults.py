@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 SIM_STATES = ("ready", "absent", "pin")
 REPORT_OUTCOMES = ("none", "delivered", "failed", "pending_then_delivered")
+DEFAULT_USSD_ANSWER = "Balance: 12.34 CNY"  # the operator's answer to any USSD code
 REGISTERED_STATS = (1, 5)  # +CREG <stat>: registered home / roaming
 CSQ_DEFAULT = 21
 CSQ_UNKNOWN = 99
@@ -38,6 +39,7 @@ class CardFaults:
     sim_state: str = "ready"
     reports: ReportPolicy = field(default_factory=ReportPolicy)
     reports_sent: int = 0
+    ussd_answer: str = DEFAULT_USSD_ANSWER
 
     @property
     def blocked(self) -> bool:

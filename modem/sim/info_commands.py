@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from modem.sim.atcmd import (
+    CME_NO_NETWORK_SERVICE,
     CME_OPERATION_NOT_ALLOWED,
     CME_OPERATION_NOT_SUPPORTED,
     CME_SIM_FAILURE,
@@ -19,7 +21,8 @@ from modem.sim.atcmd import (
 from modem.sim.identity import iccid_ef_hex
 
 if TYPE_CHECKING:
-    from modem.sim.faults import Faults
+    from modem.sim.device import Latency
+    from modem.sim.faults import CardFaults, Faults
     from modem.sim.makes import Make
     from modem.sim.slots import SimCard, SlotBank
 
@@ -36,6 +39,10 @@ CLAC_SLOTS = ("AT+CSUS",)
 CLAC_QDSIM = ("AT+QDSIM",)
 # What the SIM holder shows -> the CME error of SIM reads and AT+CPIN? (None: readable).
 SIM_STATE_ERRORS = {"absent": CME_SIM_NOT_INSERTED, "broken": CME_SIM_FAILURE}
+# AT+CUSD=<n>[,"<str>"[,<dcs>]] (27.007 §7.15); <n> 0/1 result code off/on, 2 cancel.
+CUSD_SET = re.compile(r'([012])(?:,"([^"]*)"(?:,(\d{1,3}))?)?')
+CUSD_NO_FURTHER_ACTION = 0  # <m> of the +CUSD result code: the session is over
+DCS_GSM7 = 15  # the <dcs> python-gsmmodem and real networks use for text
 
 
 class InfoCommands:
@@ -46,8 +53,14 @@ class InfoCommands:
     _faults: Faults
     _bank: SlotBank
     _schedule: Callable[[float, Callable[[], object]], None]
+    _latency: Latency
 
     if TYPE_CHECKING:
+
+        @property
+        def card_faults(self) -> CardFaults: ...
+
+        def _unsolicited(self, *lines: str) -> None: ...
 
         @property
         def sim(self) -> SimCard: ...
@@ -197,6 +210,28 @@ class InfoCommands:
             return []
         # Entering a PIN is not simulated: the control socket decides the card's state.
         raise cme(CME_OPERATION_NOT_ALLOWED)
+
+    def _cusd(self, form: str, args: str) -> Info:
+        """USSD: OK at once, then the network's answer as an unsolicited +CUSD line."""
+        if form == "test":
+            return ["+CUSD: (0-2)"]
+        if form == "read":
+            return [f"+CUSD: {self.settings['cusd']}"]
+        match = CUSD_SET.fullmatch(args) if form == "set" else None
+        if match is None:
+            raise cme(CME_OPERATION_NOT_SUPPORTED)
+        self.settings["cusd"] = int(match.group(1))
+        code = match.group(2)
+        if code is None or self.settings["cusd"] == 2:
+            return []
+        self._sim_usable()
+        if not self.on_air:
+            raise cme(CME_NO_NETWORK_SERVICE)
+        answer = self.card_faults.ussd_answer
+        if self.settings["cusd"] == 1:
+            line = f'+CUSD: {CUSD_NO_FURTHER_ACTION},"{answer}",{DCS_GSM7}'
+            self._schedule(self._latency.draw(), lambda: self._unsolicited(line))
+        return []
 
     def _clac(self, form: str, args: str) -> Info:
         if form != "exec":

@@ -40,6 +40,7 @@ COMMON_CLAC = (
     "AT+CLIP",
     "AT+CRC",
     "AT+CVHU",
+    "AT+CUSD",
 )
 
 

@@ -32,6 +32,7 @@ MAX_CSQ, CSQ_UNKNOWN = 31, 99
 MAX_CREG = 5
 MAX_NOISE_LINES = 100
 MAX_GARBAGE_OCTETS = 4096
+MAX_USSD_CHARS = 182  # 24.080: a USSD string of 160 octets holds 182 GSM-7 characters
 _ADDRESS = re.compile(r"\+?\d{1,20}")
 MAX_ALPHANUMERIC_SENDER = 11  # 23.040: at most 11 GSM-7 characters
 
@@ -166,6 +167,18 @@ def unblock(target: ControlTarget, request: Request) -> Reply:
     slot = slot_of(port, request)
     port.configure_card(slot, CardFaults.unblock)
     return {"port": port.index, **slot_reply(port, slot), "blocked": False}
+
+
+def ussd(target: ControlTarget, request: Request) -> Reply:
+    """Set what the operator answers to a USSD code (e.g. *100#) dialled from the card."""
+    port = port_of(target, request)
+    slot = slot_of(port, request)
+    text = request.get("text")
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_USSD_CHARS or any(
+            c in text for c in '"\r\n'):
+        raise ControlError(f'"text" must be 1..{MAX_USSD_CHARS} characters, one line, no \'"\'')
+    port.configure_card(slot, lambda f: setattr(f, "ussd_answer", text))
+    return {"port": port.index, **slot_reply(port, slot), "text": text}
 
 
 def radio(target: ControlTarget, request: Request) -> Reply:

@@ -2,44 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from tests.faults.helpers import batch, expected_pairs, final_states, log_tail
+from tests.support.disk import fill, small_filesystem
 from tests.support.hq import Hq
 from tests.support.wait import wait_until
-
-TMPFS_SIZE = "4m"
-
-
-@contextlib.contextmanager
-def small_filesystem(path: Path) -> Iterator[Path]:
-    """A tmpfs of TMPFS_SIZE mounted at `path` (we are root in the test sandbox)."""
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(path)],
-                   check=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
-
-
-def _fill(directory: Path) -> Path:
-    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
-    filler = directory / "filler"
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
-    try:
-        for chunk in (65536, 4096, 1):
-            with contextlib.suppress(OSError):
-                while True:
-                    os.write(fd, b"\0" * chunk)
-    finally:
-        os.close(fd)
-    return filler
 
 
 def test_disk_full_stops_intake_without_corruption(
@@ -58,7 +28,7 @@ def test_disk_full_stops_intake_without_corruption(
 def _run(pool: Any, daemon: Any, data: Path, hq: Hq) -> None:
     daemon.start()
     hq.wait_online()
-    filler = _fill(data)
+    filler = fill(data)
     b = batch("on-full-disk", "f", 20)
     hq.publish("outbox", b)
     wait_until(lambda: "batch_not_stored" in daemon.log(), 30,
@@ -81,3 +51,19 @@ def _run(pool: Any, daemon: Any, data: Path, hq: Hq) -> None:
     check = subprocess.run(["sqlite3", str(data / "gateway.sqlite3"), "PRAGMA integrity_check"],
                            capture_output=True, text=True, check=False)
     assert check.stdout.strip() == "ok", check.stdout + check.stderr
+
+
+def test_a_stop_on_a_full_disk_exits_cleanly(pool_factory: Any, daemon_factory: Any,
+                                            hq: Hq) -> None:
+    pool = pool_factory(1)
+    daemon = daemon_factory(pool)
+    data = daemon.dir / "data"
+    with small_filesystem(data):
+        daemon.start()
+        hq.wait_online()
+        fill(data)
+        hq.publish("outbox", batch("stop-full", "s", 1))
+        wait_until(lambda: "batch_not_stored" in daemon.log(), 30,
+                   "the daemon to notice it cannot store the batch")
+        assert daemon.stop() == 0, log_tail(daemon)
+    assert "event='stopped'" in daemon.log().splitlines()[-1], log_tail(daemon)

@@ -288,3 +288,33 @@ def test_latency_is_uniform_within_jitter_and_never_negative() -> None:
     draws = [latency.draw() for _ in range(500)]
     assert min(draws) == 0.0 and max(draws) <= 3.0
     assert any(d > 1.5 for d in draws)
+
+
+def test_a_ussd_code_is_answered_after_ok_as_an_unsolicited_cusd() -> None:
+    h = Harness(latency=1.5)
+    h.quiet("AT+CMEE=1")
+    assert h.at('AT+CUSD=1,"*100#",15') == OK
+    assert [d for d, _ in h.scheduled] == [1.5]
+    assert h.run_scheduled() == '\r\n+CUSD: 0,"Balance: 12.34 CNY",15\r\n'
+    assert h.at("AT+CUSD?") == _info("+CUSD: 1")
+    h.faults.ussd_answer = "Your balance is 0.50 CNY"
+    assert h.at('AT+CUSD=1,"*100#"') == OK
+    assert h.run_scheduled() == '\r\n+CUSD: 0,"Your balance is 0.50 CNY",15\r\n'
+
+
+@pytest.mark.parametrize(("setup", "line", "reply"), [
+    ((), 'AT+CUSD=0,"*100#",15', OK),  # sent, but the result code is off: nothing follows
+    ((), "AT+CUSD=2", OK),  # cancel the session
+    ((), "AT+CUSD=?", _info("+CUSD: (0-2)")),
+    ((), 'AT+CUSD=3,"*100#",15', "\r\n+CME ERROR: 4\r\n"),
+    (("creg", 3), 'AT+CUSD=1,"*100#",15', "\r\n+CME ERROR: 30\r\n"),  # registration denied
+    (("sim_state", "absent"), 'AT+CUSD=1,"*100#",15', "\r\n+CME ERROR: 10\r\n"),
+])
+def test_ussd_needs_a_valid_request_a_sim_and_the_network(
+        setup: tuple[str, object], line: str, reply: str) -> None:
+    h = Harness()
+    h.quiet("AT+CMEE=1")
+    if setup:
+        setattr(h.faults, *setup)
+    assert h.at(line) == reply
+    assert h.run_scheduled() == ""

@@ -119,7 +119,11 @@ class FakePort:
     busy: bool = False
     can_rotate: bool = False
 
-    def assign(self, job: object) -> None: ...
+    def dispatch_view(self) -> tuple[bool, bool, str | None]:
+        return self.idle, self.busy or self.can_rotate, self.iccid
+
+    def assign(self, job: object) -> bool:
+        return True
 
 
 def _cand(to: str, avoid: str | None = None) -> Candidate:

@@ -301,6 +301,55 @@ def test_pending_events_are_in_strictly_increasing_seq(store: Store) -> None:
     assert store.unpublished_count() == 7
 
 
+def test_a_batch_is_one_outbox_row_that_publishes_one_status_per_message(
+        store: Store) -> None:
+    later = NOW + 3600
+    store.accept_batch("b", [_msg("m0"), _msg("m1", not_before=later), _msg("m2")], [], NOW)
+    store.add_event("events", {"type": "modem_up"})
+    with sqlite3.connect(store.path) as db:
+        assert db.execute("SELECT count(*) FROM event").fetchone()[0] == 3  # ack, range, event
+    # Deferred before its first status went out: that status still says queued.
+    store.defer(store.peek_queued(1)[0].id, later, "quiet_hours", NOW)
+    pending = store.pending_events(0, 100)
+    assert [e.topic for e in pending] == ["ack", "status", "status", "status", "events",
+                                          "status"]
+    assert json.loads(pending[-1].body)["state"] == "scheduled"
+    assert [e.seq for e in pending] == list(range(pending[0].seq, pending[0].seq + 6))
+    bodies = [json.loads(e.body) for e in pending[1:4]]
+    assert [(b["id"], b["state"]) for b in bodies] == [
+        ("m0", "queued"), ("m1", "scheduled"), ("m2", "queued")]
+    assert bodies[0] == {"id": "m0", "batch_id": "b-1", "state": "queued",
+                         "at": "2026-09-21T14:13:20.000+00:00", "parts": 1, "encoding": "gsm7"}
+    # Resuming inside the range, and a window that ends inside it.
+    assert [e.seq for e in store.pending_events(pending[1].seq, 2)] == [
+        pending[2].seq, pending[3].seq]
+    assert store.unpublished_count() == 6
+
+
+def test_a_range_row_goes_when_its_last_status_is_acknowledged(store: Store) -> None:
+    store.accept_batch("b", [_msg(f"m{i}") for i in range(3)], [], NOW)
+    ack, first, second, last = store.pending_events(0, 100)
+    store.delete_events([ack.seq, first.seq, second.seq])
+    assert store.unpublished_count() == 3  # a crash now republishes the range: HQ drops by seq
+    store.delete_events([last.seq])
+    assert store.unpublished_count() == 0
+    store.add_event("events", {"n": 1})
+    assert store.pending_events(0, 10)[0].seq == last.seq + 1
+
+
+def test_a_database_from_before_range_rows_opens_and_works(tmp_path: Path) -> None:
+    Store(tmp_path).close()
+    with sqlite3.connect(tmp_path / "gateway.sqlite3") as db:
+        db.execute("ALTER TABLE event DROP COLUMN last_seq")
+        db.execute("INSERT INTO event (topic, body, retain) VALUES ('events', '{}', 0)")
+    store = Store(tmp_path)
+    try:
+        store.accept_batch("b", [_msg("m0")], [], NOW)
+        assert [e.topic for e in store.pending_events(0, 10)] == ["events", "ack", "status"]
+    finally:
+        store.close()
+
+
 @pytest.mark.parametrize("reopen", [False, True])
 def test_seq_never_goes_back_after_delete(tmp_path: Path, reopen: bool) -> None:
     store = Store(tmp_path)
