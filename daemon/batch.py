@@ -19,7 +19,7 @@ import phonenumbers
 from daemon import numbers
 from daemon.template import MissingVariable, TemplateSyntaxError, compile_template, placeholders
 from modem.pdu import plan_text
-from store.store import NewMessage
+from store.intake import NewMessage
 
 MAX_ID_LENGTH = 128
 PRIORITY_RANGE = range(0, 10)

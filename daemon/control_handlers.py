@@ -18,7 +18,7 @@ from daemon.control import RequestError
 from daemon.health import assess, observe
 from daemon.quota import blocked
 from store import events, views
-from store.store import SimCounters
+from store.sims import SimCounters
 
 if TYPE_CHECKING:
     from daemon.gateway import Gateway

@@ -19,7 +19,9 @@ from typing import Protocol
 from daemon import logs
 from daemon.quota import QuotaPolicy, blocked
 from daemon.schedule import QuietHours, Route, cap_until, quiet_until, route_for
-from store.store import Candidate, Claimed, SimCounters, Store, StoreUnavailable
+from store.base import StoreUnavailable
+from store.sims import SimCounters
+from store.store import Candidate, Claimed, Store
 
 HOUSEKEEPING_S = 2.0  # how often scheduled messages are promoted and overdue ones expired
 MAX_WAIT_S = 2.0

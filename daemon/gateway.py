@@ -43,7 +43,8 @@ from daemon.sdnotify import Notifier
 from daemon.slots import SlotConfig
 from daemon.validator import Validator
 from store import events
-from store.store import Store, StoreUnavailable
+from store.base import StoreUnavailable
+from store.store import Store
 
 STATE_INTERVAL_S = 30.0
 LOOP_TICK_S = 1.0  # commands wake it at once; this paces state, LEDs and rescans

@@ -27,8 +27,9 @@ from modem.errors import ModemError, SimNotReady
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
 from modem.port import ModemInfo, ModemPort, RadioStatus, SendError
 from store import events
+from store.base import StoreUnavailable
 from store.models import State
-from store.store import Claimed, Store, StoreUnavailable
+from store.store import Claimed, Store
 
 RADIO_POLL_S = 120.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare on the wire
 BENCHED_POLL_S = 5.0  # a port without network looks again this often

@@ -13,8 +13,9 @@ import time
 from typing import Protocol
 
 from daemon import logs
+from store.base import StoreUnavailable
 from store.events import with_envelope
-from store.store import Store, StoreUnavailable
+from store.store import Store
 
 WINDOW = 200  # rows in paho's hands at most
 IDLE_WAIT_S = 5.0  # new rows and PUBACKs wake it; this is only a safety net

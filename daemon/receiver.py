@@ -27,7 +27,8 @@ from modem.inbound import (
 )
 from modem.pdu import plan_text
 from modem.port import ModemPort
-from store.inbox import Confirmation, IncomingPart
+from store.inbox import IncomingPart
+from store.intake import Confirmation
 from store.store import Store
 
 REPORT_MEMORY = "SR"

@@ -25,7 +25,7 @@ from typing import Any
 from daemon.batch import BadBatch, BatchLimits, decode, parse_chunks, read_header
 from daemon.limits import InputLimits, check_texts, count_messages
 from daemon.signing import BatchRefused
-from store.store import NewMessage
+from store.intake import NewMessage
 
 BIG_PAYLOAD_BYTES = 1_000_000  # ~10,000 messages: below, a child costs more than it saves
 CHUNK_MESSAGES = 5_000

@@ -1,5 +1,6 @@
 """The receive side of the store: inbound parts and their reassembly, delivery reports,
-the stop-list. Mixed into Store; every public method is one transaction.
+the stop-list. Mixed into Store over the intake (an opt-out queues its confirmation);
+every public method is one transaction.
 """
 
 from __future__ import annotations
@@ -7,9 +8,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from store import events
+from store.base import ID_CHUNK
+from store.intake import OPT_OUT_CODE, Confirmation, IntakeMixin
 from store.models import (
     Inbound,
     InboundPart,
@@ -21,12 +24,7 @@ from store.models import (
     StopEntry,
 )
 
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-ID_CHUNK = 500
 TP_ST_TEMPORARY_MAX = 0x3F  # above: the SC gave up (23.040 §9.2.3.15)
-OPT_OUT_CODE = "opted_out"
 REPLY_STATES = (State.SENDING, State.SENT, State.DELIVERED, State.FAILED, State.UNCERTAIN)
 
 
@@ -43,15 +41,6 @@ class IncomingPart:
     text: str
     encoding: str
     fingerprint: str
-
-
-@dataclass(frozen=True)
-class Confirmation:
-    """The SMS that answers an opt-out, pre-planned by the daemon."""
-
-    text: str
-    encoding: str
-    parts: int
 
 
 @dataclass(frozen=True)
@@ -72,15 +61,8 @@ class ReportOutcome:
     number_inactive: bool
 
 
-class InboxMixin:
+class InboxMixin(IntakeMixin):
     """Methods Store gains for the receive path."""
-
-    if TYPE_CHECKING:
-        def _tx(self) -> AbstractContextManager[None]: ...
-        def _move(self, message_id: int, new: State, now: float,
-                  error: tuple[str, str] | None = None, clear_sim: bool = False) -> Any: ...
-        def _insert_confirmation(self, hq_id: str, to: str, c: Confirmation,
-                                 now: float) -> None: ...
 
     # --- inbound ------------------------------------------------------------
 
@@ -213,23 +195,6 @@ class InboxMixin:
                 removed += StopEntry.delete().where(
                     StopEntry.number.in_(numbers[i : i + ID_CHUNK])).execute()
             return int(removed)
-
-    def stoplisted(self, numbers: list[str]) -> set[str]:
-        """Which of `numbers` are on the stop-list; call inside the caller's transaction."""
-        db = StopEntry._meta.database
-        # Plain SQL: a 100,000-message batch asks for 100,000 numbers at once.
-        listed = db.execute_sql("SELECT count(*) FROM stop_entry").fetchone()[0]
-        if listed <= len(numbers):  # the smaller side is read whole
-            wanted = set(numbers)
-            return {r[0] for r in db.execute_sql("SELECT number FROM stop_entry")
-                    if r[0] in wanted}
-        found: set[str] = set()
-        for i in range(0, len(numbers), ID_CHUNK):
-            chunk = numbers[i : i + ID_CHUNK]
-            found.update(r[0] for r in db.execute_sql(
-                f"SELECT number FROM stop_entry WHERE number IN ({','.join('?' * len(chunk))})",
-                chunk))
-        return found
 
     def stoplist(self) -> list[dict[str, Any]]:
         """The whole stop-list, newest first."""

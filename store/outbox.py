@@ -11,20 +11,13 @@ each with its own seq.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from store import events
+from store.base import ID_CHUNK, StoreBase
 from store.models import State
-
-if TYPE_CHECKING:
-    from contextlib import AbstractContextManager
-
-    from peewee import SqliteDatabase
-
-ID_CHUNK = 500
 
 # A range row's messages as their first status described them.
 _SELECT_RANGE = (
@@ -42,14 +35,8 @@ class PendingEvent:
     retain: bool
 
 
-class OutboxMixin:
+class OutboxMixin(StoreBase):
     """Methods Store gains for the outbox."""
-
-    if TYPE_CHECKING:
-        _db: SqliteDatabase
-        _lock: threading.RLock
-
-        def _tx(self) -> AbstractContextManager[None]: ...
 
     def add_event(self, topic: str, body: dict[str, Any], retain: bool = False) -> None:
         """Queue one payload for HQ on its own."""

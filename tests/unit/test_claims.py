@@ -25,7 +25,9 @@ from daemon.receiver import ReceivePolicy
 from daemon.rotation import Slot
 from daemon.slots import SlotConfig, SlotKeeper
 from modem.port import ModemInfo
-from store.store import Claimed, NewMessage, Store, StoreUnavailable
+from store.base import StoreUnavailable
+from store.intake import NewMessage
+from store.store import Claimed, Store
 
 NOW = 1_790_000_000.0
 QUOTA = QuotaPolicy(ZoneInfo("Asia/Shanghai"), Limits(), {})

@@ -13,7 +13,8 @@ from daemon.failures import Ladder, Step, Verdict, judge_send_failure
 from daemon.quota import Holiday, Limits, QuotaPolicy, blocked, period_end
 from daemon.schedule import QuietHours, Route, cap_until, quiet_until
 from modem.errors import CmsError, ModemGone, ModemTimeout
-from store.store import Candidate, SimCounters
+from store.sims import SimCounters
+from store.store import Candidate
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 POLICY = QuotaPolicy(SHANGHAI, Limits(per_hour=10, per_day=20, min_gap_s=2.0),

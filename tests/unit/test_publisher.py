@@ -13,7 +13,8 @@ from structlog.testing import capture_logs
 
 from daemon import publisher as publisher_module
 from daemon.publisher import Publisher
-from store.store import Store, StoreUnavailable
+from store.base import StoreUnavailable
+from store.store import Store
 from tests.support.wait import wait_until
 
 FULL = "database or disk is full"

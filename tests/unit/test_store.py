@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from store.base import IllegalTransition
 from store.events import with_envelope
-from store.store import IllegalTransition, NewMessage, Store
+from store.intake import NewMessage
+from store.store import Store
 
 NOW = 1_790_000_000.0
 PORT, ICCID = "/dev/ttyGSM0", "8986001234567890123"
