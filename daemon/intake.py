@@ -9,8 +9,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from daemon import logs
 from daemon.batch import BadBatch, BatchLimits, decode, parse
@@ -20,10 +20,12 @@ from daemon.mqtt import Incoming
 from daemon.signing import BatchRefused, ReplayGuard, Verified, Verifier, read_key
 from daemon.validator import Validator, ValidatorFailed
 from store import events
-from store.store import Store, StoreUnavailable
+from store.base import StoreUnavailable
+from store.store import Store
 
 GATE_POLL_S = 1.0
 STORE_RETRY_S = 5.0
+T = TypeVar("T")
 
 
 class Intake:
@@ -147,6 +149,7 @@ class Intake:
     def _in_child(self, validator: Validator, item: Incoming, now: float) -> bool:
         """Validate in a child while committing here; False when the child failed."""
         started = time.monotonic()
+        waits = _Waits()
         try:
             with validator.validate(item.payload, self._limits, self._input_limits,
                                     now) as (verdict, chunks):
@@ -157,13 +160,16 @@ class Intake:
                     self._bad_batch(item, verdict.bad)
                     return True
                 assert verdict.batch_id is not None
-                outcome = self._store.accept_batch_chunks(verdict.batch_id, chunks, now)
+                outcome = self._store.accept_batch_chunks(verdict.batch_id, waits.of(chunks),
+                                                          now)
         except ValidatorFailed as e:
             self._log.warning("validator_failed", error=str(e))
             return False
         self._log.info("batch_accepted", batch_id=verdict.batch_id, accepted=outcome.accepted,
                        duplicates=outcome.duplicates, rejected=outcome.rejected,
-                       took_s=round(time.monotonic() - started, 3), validated_by="child")
+                       took_s=round(time.monotonic() - started, 3), validated_by="child",
+                       queued_s=round(started - item.received_at, 3),
+                       waited_for_child_s=round(waits.total, 3))
         return True
 
     def _in_process(self, item: Incoming, now: float) -> None:
@@ -202,7 +208,24 @@ class Intake:
         self._log.info("batch_accepted", batch_id=parsed.batch_id, accepted=outcome.accepted,
                        duplicates=outcome.duplicates, rejected=outcome.rejected,
                        took_s=round(time.monotonic() - started, 3), validated_by="intake",
-                       validate_s=round(validated - started, 3))
+                       validate_s=round(validated - started, 3),
+                       queued_s=round(started - item.received_at, 3))
+
+
+class _Waits:
+    """How long the intake waited for the validator's chunks (the log's figure)."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def of(self, chunks: Iterator[T]) -> Iterator[T]:
+        while True:
+            asked = time.monotonic()
+            chunk = next(chunks, None)
+            self.total += time.monotonic() - asked
+            if chunk is None:
+                return
+            yield chunk
 
 
 def input_limits(settings: Settings) -> InputLimits:

@@ -13,8 +13,9 @@ import os
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ class Incoming:
     qos: int
     # MQTT 5 user properties of the PUBLISH, in order (the batch signature travels here).
     properties: tuple[tuple[str, str], ...] = ()
+    received_at: float = field(default_factory=time.monotonic)  # when paho handed it over
 
 
 class MqttLink:

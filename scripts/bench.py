@@ -162,10 +162,13 @@ def intake(args: argparse.Namespace) -> dict[str, Any]:
             line = wait_until(lambda: next((ln for ln in daemon.log().splitlines()
                                             if "event='batch_accepted'" in ln), None),
                               10, "the batch_accepted log line")
-            split = dict(re.findall(r"(took_s|validate_s)=([0-9.]+)", line))
+            split = dict(re.findall(r"(took_s|validate_s|queued_s|waited_for_child_s)=([0-9.]+)",
+                                    line))
             return {"messages": args.messages, "payload_mb": round(len(payload) / 1e6, 1),
                     "accepted": ack["accepted"], "publish_to_batchack_s": round(elapsed, 2),
                     "of_which_validate_and_commit_s": float(split.get("took_s", "nan")),
+                    "of_which_queued_before_intake_s": float(split.get("queued_s", "nan")),
+                    "of_which_waiting_for_child_s": float(split.get("waited_for_child_s", "nan")),
                     "validated_by": "child" if "validated_by='child'" in line else "intake",
                     "daemon_rss_before_kb": rss_before,
                     "daemon_peak_rss_kb": _proc_status(daemon.proc.pid, "VmHWM")}
@@ -197,7 +200,7 @@ def pick(args: argparse.Namespace) -> dict[str, Any]:
 
 def _fill(store: Any, count: int) -> None:
     """Queue `count` messages in batches of 50,000 through the store's own intake path."""
-    from store.store import NewMessage
+    from store.intake import NewMessage
 
     chunk = 50_000
     for start in range(0, count, chunk):
