@@ -109,6 +109,9 @@ def _run(args: argparse.Namespace) -> int:
     logs.configure(settings.gateway.log_level)
     from daemon.clock import Clock
     from daemon.gateway import Gateway  # imported late: `smsgw --help` stays fast
+    from daemon.memory import tune_malloc
+
+    tune_malloc()  # before the threads start: arenas are handed out as threads first allocate
 
     gateway = Gateway(settings, clock=Clock(settings.gateway.clock_offset_file))
 
