@@ -77,8 +77,14 @@ def _setup(work: Path, ports: int, latency: tuple[float, float],
     daemon = Daemon(work / "gw", broker.port, str(pool.dir / "ttyGSM*"), gw=GW, extra=extra)
     daemon.start()
     hq = Hq(broker.port, GW)
-    hq.wait_online()
-    wait_until(lambda: _all_ready(hq, ports), 60, "every port ready")
+    try:
+        hq.wait_online()
+        wait_until(lambda: _all_ready(hq, ports), 60, "every port ready")
+    except AssertionError:
+        # A benchmark that cannot start says why, and leaves no processes behind.
+        print(daemon.log()[-4000:], file=sys.stderr)
+        _teardown(broker, pool, daemon, hq)
+        raise
     return broker, pool, daemon, hq
 
 
