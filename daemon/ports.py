@@ -1,34 +1,32 @@
 """One worker thread per serial port: it alone owns the modem and walks its state machine.
 
 The dispatcher hands it one claimed message at a time (`assign`); the worker
-sends it, records every part the network took, and settles the message. Between
-sends it receives (daemon/receiver.py), watches the radio, and climbs the
-recovery ladder (daemon/failures.py) when the modem misbehaves.
+sends it and settles the message (daemon/sending.py). Between sends it receives
+(daemon/receiver.py), watches the radio, and climbs the recovery ladder
+(daemon/failures.py) when the modem misbehaves.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from daemon import logs
-from daemon.batch import mask
-from daemon.failures import Ladder, Step, Verdict, judge_send_failure, port_is_suspect
+from daemon.failures import Ladder, Step, port_is_suspect
 from daemon.quota import QuotaPolicy
 from daemon.receiver import ReceivePolicy, Receiver
+from daemon.sending import Sender
 from daemon.slots import SlotConfig, SlotKeeper
 from modem.errors import ModemError, SimNotReady
-from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
-from modem.port import ModemInfo, ModemPort, RadioStatus, SendError
+from modem.port import ModemInfo, ModemPort, RadioStatus
 from store import events
 from store.base import StoreUnavailable
-from store.models import State
 from store.store import Claimed, Store
 
 RADIO_POLL_S = 120.0  # CSQ/CREG/COPS while idle: enough for a dashboard, rare on the wire
@@ -93,18 +91,12 @@ class PortWorker:
                  on_stored: Callable[[], None],
                  settle_and_take: SettleAndTake | None = None) -> None:
         self.path = path
-        # Commits a send's outcome and claims this port's next message in one go
-        # (Dispatcher.settle_and_take); without it every message goes through the
-        # dispatcher thread.
-        self._settle_and_take = settle_and_take
         self._wake_publisher = on_stored
         self.name = os.path.basename(path)
         self._wake = threading.Event()
         self._modem = ModemPort(path, config.baudrate, config.cmgs_timeout_s,
                                 on_unsolicited=self._wake.set)
         self._ladder = config.ladder
-        self._config = config
-        self._sim_failures = 0  # consecutive send failures blamed on the SIM
         self._store = store
         self._clock = clock
         # on_change(significant): wakes the dispatcher; significant changes (not the
@@ -120,13 +112,18 @@ class PortWorker:
         self._closed = False  # stopped: takes no more jobs
         self._tasks: list[Callable[[ModemPort], None]] = []
         self._stopping = threading.Event()
+        # Dispatcher.settle_and_take: commits a send's outcome and claims this port's
+        # next message in one go; without it every message goes through the dispatcher.
+        take_next = None if settle_and_take is None else partial(settle_and_take, self)
+        self._sender = Sender(self._modem, self.name, config, store, clock, self._log,
+                              self._slots, self._durably, self._note_error, self._stopping,
+                              take_next)
         self._state = PortState.ABSENT
         self._info: ModemInfo | None = None
         self._radio = RadioStatus(signal=None, registered=False, operator=None)
         self._radio_at = 0.0
         self._last_error: str | None = None
         self._failures = 0
-        self._concat_ref = random.randrange(MAX_REFERENCE + 1)
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name=f"port-{self.name}", daemon=True)
 
@@ -381,45 +378,18 @@ class PortWorker:
         with self._lock:
             return self._job
 
-    # --- sending ------------------------------------------------------------
+    # --- sending (the send itself and its outcome: daemon/sending.py) ---------
 
     def _send(self, job: Claimed) -> None:
         following: Claimed | None = None  # the next message, when claimed with this one's commit
-        iccid = self.iccid or ""
-        if job.iccid and job.iccid != iccid:
+        if job.iccid and job.iccid != (self.iccid or ""):
             # Claimed for the card this port had before it switched: counters,
             # quotas and report matching belong to that card, so claim it afresh.
             self._release_unsent()
             return
         self._set_state(PortState.SENDING)
-        plan = plan_text(job.text)
-        pdus = encode_submit(job.to, plan, self._next_reference(), job.delivery_report)
-
-        def on_part(index: int, mr: int) -> None:
-            if index + 1 < len(pdus):  # the last part is committed with `sent`, below
-                self._durably(lambda: self._store.record_part(job.id, index + 1, iccid, mr,
-                                                              self._clock()))
-
         try:
-            mrs = self._modem.send(pdus, on_part)
-        except SendError as e:
-            self._settle_failure(job, e)
-        except Exception as e:  # a bug below us: the PDU may be out, so never send it again
-            self._log.exception("send_crashed", msg_id=job.hq_id)
-            self._settle_failure(job, SendError(ModemError(repr(e)), [], maybe_sent=True))
-            self._modem.close()
-        else:
-            now = self._clock()
-            self._sim_failures = 0
-            self._slots.note_sent()
-            last = (len(mrs), iccid, mrs[-1])
-
-            def settle() -> None:
-                self._store.mark_sent(job.id, now, self._config.quota.keys(now), last_part=last)
-
-            following = self._durably(lambda: self._settle_sent(settle))
-            self._log.info("sent", msg_id=job.hq_id, batch_id=job.batch_id, iccid=iccid,
-                           to=mask(job.to), parts=plan.count, encoding=plan.encoding.value)
+            following = self._sender.send(job, self.iccid)
         finally:
             with self._lock:
                 self._job = following
@@ -433,48 +403,9 @@ class PortWorker:
             else:
                 self._wake_publisher()  # the `sent` and next `sending` statuses
 
-    def _settle_sent(self, settle: Callable[[], None]) -> Claimed | None:
-        """Commit the send; claim the next message in the same commit when this port may."""
-        # A multi-card port may have to switch cards between sends; a stopping or
-        # failing one takes nothing new. Those go back through the dispatcher.
-        if self._settle_and_take is None or self._slots.multi or self._stopping.is_set() \
-                or not self._modem.is_alive:
-            settle()
-            return None
-        return self._settle_and_take(self, settle)
-
-    def _settle_failure(self, job: Claimed, e: SendError) -> None:
-        self._last_error = str(e.cause)
-        c = self._config
-        outcome = judge_send_failure(e.cause, len(e.parts_done), job.parts, e.maybe_sent,
-                                     job.attempts, c.max_attempts, c.retry_backoff_s)
-        now = self._clock()
-        if outcome.verdict is Verdict.REQUEUE:
-            self._durably(lambda: self._store.requeue(
-                job.id, now, retry_at=now + outcome.retry_in_s, avoid_iccid=self.iccid))
-        else:
-            state = State.UNCERTAIN if outcome.verdict is Verdict.UNCERTAIN else State.FAILED
-            self._durably(lambda: self._store.mark_failed(job.id, outcome.code, outcome.reason,
-                                                          now, state=state))
-        self._log.warning("send_failed", msg_id=job.hq_id, batch_id=job.batch_id,
-                          error=str(e.cause), verdict=outcome.verdict.value,
-                          parts_done=len(e.parts_done))
-        if outcome.sim_fault:
-            self._count_sim_failure(str(e.cause), now)
-        if port_is_suspect(e.cause):
-            # A hung or vanished modem: reopen it (the ladder) before it sends again.
-            self._modem.close()
-
-    def _count_sim_failure(self, reason: str, now: float) -> None:
-        """Bench a SIM that keeps failing, so its work moves to the others."""
-        self._sim_failures += 1
-        iccid = self.iccid
-        if iccid and self._sim_failures >= self._config.bench_after_failures:
-            until = now + self._config.bench_s
-            self._log.warning("sim_benched", iccid=iccid, failures=self._sim_failures,
-                              reason=reason)
-            self._durably(lambda: self._store.bench_sim(iccid, until, reason, self.name, now))
-            self._sim_failures = 0
+    def _note_error(self, error: str) -> None:
+        """The Sender's report of why a send failed, for the port's state report."""
+        self._last_error = error
 
     def _durably(self, commit: Callable[[], Any]) -> Any:
         """Run a store commit, waiting out a full disk: the fact must not be lost."""
@@ -485,8 +416,3 @@ class PortWorker:
                 self._log.error("store_unavailable", error=str(e))
                 if self._stopping.wait(STORE_RETRY_S):
                     return None  # left for the settle rule at the next start
-
-    def _next_reference(self) -> int:
-        self._concat_ref = (self._concat_ref + 1) % (MAX_REFERENCE + 1)
-        return self._concat_ref
-
