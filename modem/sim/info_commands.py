@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from modem.sim.atcmd import (
     CME_NO_NETWORK_SERVICE,
@@ -19,12 +17,7 @@ from modem.sim.atcmd import (
     plain,
 )
 from modem.sim.identity import iccid_ef_hex
-
-if TYPE_CHECKING:
-    from modem.sim.device import Latency
-    from modem.sim.faults import CardFaults, Faults
-    from modem.sim.makes import Make
-    from modem.sim.slots import SimCard, SlotBank
+from modem.sim.modem_base import ModemBase
 
 # EF_ICCID as read with AT+CRSM=176 (READ BINARY) on file 12258 (0x2FE2), 10 octets.
 CRSM_READ_BINARY = 176
@@ -45,33 +38,8 @@ CUSD_NO_FURTHER_ACTION = 0  # <m> of the +CUSD result code: the session is over
 DCS_GSM7 = 15  # the <dcs> python-gsmmodem and real networks use for text
 
 
-class InfoCommands:
+class InfoCommands(ModemBase):
     """+CGMI-style constants, +CCID/+CRSM/+CNUM, +CSQ/+CREG/+COPS/+CFUN and +CPIN."""
-
-    make: Make
-    settings: dict[str, int]
-    _faults: Faults
-    _bank: SlotBank
-    _schedule: Callable[[float, Callable[[], object]], None]
-    _latency: Latency
-
-    if TYPE_CHECKING:
-
-        @property
-        def card_faults(self) -> CardFaults: ...
-
-        def _unsolicited(self, *lines: str) -> None: ...
-
-        @property
-        def sim(self) -> SimCard: ...
-
-        @property
-        def sim_state(self) -> str: ...
-
-        @property
-        def switching(self) -> bool: ...
-
-        def deliver_held(self) -> int: ...
 
     def _sim_usable(self) -> None:
         """Raise the CME error a modem gives for SIM reads when the card is absent or locked."""

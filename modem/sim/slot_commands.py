@@ -26,36 +26,22 @@ from modem.sim.atcmd import (
     cme,
     int_args,
 )
-from modem.sim.faults import CardFaults, Faults
+from modem.sim.faults import CardFaults
+from modem.sim.modem_base import ModemBase
 from modem.sim.slots import SLOT_BROKEN, SLOT_READY, HeldItem, SimCard, SlotBank
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from modem.sim.device import Clock, Schedule, SimModem
+    from modem.sim.device import SimModem
 
 SIM_ABSENT = "absent"
 SIM_BROKEN = "broken"
 RADIO_ON = 1
 
 
-class SlotCommands:
+class SlotCommands(ModemBase):
     """+CSUS/+QDSIM, the switch delay, and reports/replies held for a card that is switched out."""
-
-    settings: dict[str, int]
-    smsc: str
-    clock: Clock
-    _bank: SlotBank
-    _faults: Faults
-    _schedule: Schedule
-
-    if TYPE_CHECKING:
-
-        @property
-        def on_air(self) -> bool: ...
-
-        @property
-        def sms_center(self) -> str: ...
 
     # ----- which card, in what state
 

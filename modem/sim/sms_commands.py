@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from modem.sim.atcmd import (
     CME_OPERATION_NOT_SUPPORTED,
     CMS_INVALID_MEMORY_INDEX,
@@ -17,13 +15,8 @@ from modem.sim.atcmd import (
     quoted,
 )
 from modem.sim.deliver import EncodedPdu
-from modem.sim.storage import DELFLAG_STATS, STAT_ALL, STAT_REC_UNREAD, Memory, ModemMemories
-
-if TYPE_CHECKING:
-    from modem.sim.device import Emit
-    from modem.sim.faults import CardFaults, Faults
-    from modem.sim.makes import Make
-    from modem.sim.slots import SimCard
+from modem.sim.modem_base import ModemBase
+from modem.sim.storage import DELFLAG_STATS, STAT_ALL, STAT_REC_UNREAD, Memory
 
 READ_MEMORIES = ("SM", "ME", "SR")  # <mem1>: read and delete
 STORE_MEMORIES = ("SM", "ME")  # <mem2>, <mem3>: write and receive
@@ -33,30 +26,8 @@ CRLF = "\r\n"
 DS_NONE, DS_INLINE, DS_STORED = 0, 1, 2
 
 
-class SmsCommands:
+class SmsCommands(ModemBase):
     """+CSCA/+CSMP/+CSCS/+CNMI/+CPMS, +CMGL/+CMGR/+CMGD, and inbound SMS and report routing."""
-
-    make: Make
-    settings: dict[str, int]
-    smsc: str
-    csmp: tuple[int, int, int, int]
-    cnmi: tuple[int, int, int, int, int]
-    cpms: tuple[str, str, str]
-    cscs: str
-    _faults: Faults
-    _memories: ModemMemories
-    _emit: Emit
-
-    if TYPE_CHECKING:
-
-        @property
-        def sim(self) -> SimCard: ...
-
-        @property
-        def sim_state(self) -> str: ...
-
-        @property
-        def card_faults(self) -> CardFaults: ...
 
     def memory(self, name: str) -> Memory:
         """Return the memory called `name` ("SM" lives on the SIM, "ME"/"SR" in the modem)."""
