@@ -97,9 +97,9 @@ class StoreBase:
         self._db.connect()
         with self._tx():
             self._db.create_tables(TABLES)
+            self._migrate()  # first: the extra indexes may be on columns it adds
             for ddl in EXTRA_DDL:
                 self._db.execute_sql(ddl)
-            self._migrate()
             cursor = self._db.execute_sql(
                 "SELECT coalesce(max(rank), 0) FROM message WHERE state NOT IN (?, ?)",
                 (State.QUEUED.value, State.SCHEDULED.value))

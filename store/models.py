@@ -206,4 +206,7 @@ EXTRA_DDL = (
     'CREATE INDEX IF NOT EXISTS message_to ON message("to", updated_at)',
     "CREATE INDEX IF NOT EXISTS inbound_part_open ON inbound_part(received_at) "
     "WHERE inbound_id IS NULL",
+    # Range rows only (a handful): deleting acknowledged ones must not scan an outbox
+    # that grew through a long broker outage.
+    "CREATE INDEX IF NOT EXISTS event_range_end ON event(last_seq) WHERE last_seq IS NOT NULL",
 )
