@@ -409,10 +409,18 @@ class PortWorker:
 
     def _durably(self, commit: Callable[[], Any]) -> Any:
         """Run a store commit, waiting out a full disk: the fact must not be lost."""
+        failed_at = None
         while True:
             try:
-                return commit()
+                done = commit()
             except StoreUnavailable as e:
-                self._log.error("store_unavailable", error=str(e))
+                if failed_at is None:  # one line per outage, not one per port every retry
+                    failed_at = time.monotonic()
+                    self._log.error("store_unavailable", error=str(e))
                 if self._stopping.wait(STORE_RETRY_S):
                     return None  # left for the settle rule at the next start
+                continue
+            if failed_at is not None:
+                self._log.info("store_writable_again",
+                               waited_s=round(time.monotonic() - failed_at, 1))
+            return done

@@ -225,6 +225,11 @@ def test_full_disk_blinks_code_1_and_clears_when_space_is_freed(
                    "fault_cleared")
         assert hq.wait_ack("full", timeout=30)["accepted"] == 1
         wait_until(lambda: len(pool.network()) == 11, 30, "every message sent once")
+        # The port waited out the outage with one line at each end, not one per retry.
+        port_lines = [ln for ln in daemon.log().splitlines()
+                      if "component='port'" in ln and "store_" in ln]
+        assert [("store_unavailable" in ln, "store_writable_again" in ln)
+                for ln in port_lines] == [(True, False), (False, True)], port_lines
 
 
 # --- installing -----------------------------------------------------------------------
