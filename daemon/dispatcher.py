@@ -87,7 +87,7 @@ class Dispatcher:
         self._log = logs.get("dispatcher")
         self._housekeeping_at = 0.0
         self.last_progress = time.monotonic()
-        self.quota_blocked: dict[str, str] = {}  # iccid -> why (for state and LEDs)
+        self._held: dict[str, tuple[str, float]] = {}  # iccid -> (why, until), last round
         self._all_held_until: float | None = None
         self._announced: dict[str, str] = {}  # iccid -> quota period already announced
         self._unannounced: dict[str, str] = {}  # written in the open transaction, not committed
@@ -119,6 +119,16 @@ class Dispatcher:
     def paused(self) -> bool:
         return self._paused.is_set()
 
+    @property
+    def quota_blocked(self) -> dict[str, str]:
+        """SIMs held by a limit now, iccid -> why (for the state and the LEDs).
+
+        Read against the clock: rounds stop when the queue empties, and a SIM whose
+        hour has passed must not stay "over quota" until the next message comes.
+        """
+        now = self._clock()
+        return {iccid: why for iccid, (why, until) in list(self._held.items()) if until > now}
+
     def _run(self) -> None:
         while not self._stopping.is_set():
             self._wake.wait(MAX_WAIT_S)
@@ -146,7 +156,7 @@ class Dispatcher:
         keys = self._policy.quota.keys(now)
         day_key = keys["day"]
         eligible = []
-        blocked_now: dict[str, str] = {}
+        blocked_now: dict[str, tuple[str, float]] = {}
         resumes: list[float] = []
         busy = False
         free: list[tuple[Port, str]] = []
@@ -161,7 +171,7 @@ class Dispatcher:
         for port, iccid in free:
             block = blocked(self._policy.quota, counters.get(iccid), iccid, now, keys)
             if block is not None:
-                blocked_now[iccid] = block.period
+                blocked_now[iccid] = (block.period, block.until)
                 resumes.append(block.until)
                 if block.period not in ("gap", "benched") and \
                         self._announced.get(iccid) != block.key and \
@@ -172,7 +182,7 @@ class Dispatcher:
                     self._unannounced[iccid] = block.key  # remembered once committed
                 continue
             eligible.append(port)
-        self.quota_blocked = blocked_now
+        self._held = blocked_now
         self._all_held_until = min(resumes) if resumes and not eligible and not busy else None
         return sorted(eligible, key=lambda p: (_day_count(counters, p.iccid, day_key), p.name))
 

@@ -166,3 +166,24 @@ def test_the_chunks_of_one_batch_keep_its_order(tmp_path: Path) -> None:
     store.accept_batch_chunks("big", iter(chunks), NOW)
     assert [c.hq_id for c in store.peek_queued(10)] == [f"m{i}" for i in range(6)]
     store.close()
+
+
+def test_a_sim_held_by_its_hour_is_not_reported_held_once_the_hour_has_passed(
+        store: Store) -> None:
+    """The LEDs and the state read the holds between rounds, and rounds stop with the queue."""
+    quota = QuotaPolicy(ZoneInfo("Asia/Shanghai"), Limits(per_hour=1), {})
+    port = _worker(store, "ttyQ", "iccid-q")
+    clock = [NOW]
+    dispatcher = Dispatcher(store, lambda: [port], lambda: clock[0],
+                            SendPolicy(quota, None, 0, ()))
+    first = store.claim_many([(1, port.name, "iccid-q")], NOW)[0]
+    assert first is not None
+    store.mark_sent(first.id, NOW, quota.keys(NOW))
+    port._state = PortState.READY
+    dispatcher._hand_out()
+    assert port._job is None and dispatcher.quota_blocked == {"iccid-q": "hour"}
+
+    store.cancel_batch("b", NOW)  # nothing left to send: no round will look again
+    clock[0] = NOW + 3600
+    dispatcher._hand_out()
+    assert dispatcher.quota_blocked == {}
