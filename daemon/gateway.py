@@ -34,7 +34,8 @@ from daemon.leds import LedPanel
 from daemon.mqtt import Incoming, MqttLink
 from daemon.mux import MuxBoard
 from daemon.optout import OptOutMatcher
-from daemon.ports import PortConfig, PortWorker
+from daemon.port_types import PortConfig
+from daemon.ports import PortWorker
 from daemon.publisher import Publisher
 from daemon.quota import Holiday, Limits, QuotaPolicy
 from daemon.receiver import ReceivePolicy

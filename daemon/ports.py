@@ -12,17 +12,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import partial
 from typing import Any
 
 from daemon import logs
-from daemon.failures import Ladder, Step, port_is_suspect
-from daemon.quota import QuotaPolicy
+from daemon.failures import Step, port_is_suspect
+from daemon.port_types import PortConfig, PortState, PortView
 from daemon.receiver import ReceivePolicy, Receiver
 from daemon.sending import Sender
-from daemon.slots import SlotConfig, SlotKeeper
+from daemon.slots import SlotKeeper
 from modem.errors import ModemError, SimNotReady
 from modem.port import ModemInfo, ModemPort, RadioStatus
 from store import events
@@ -39,48 +37,6 @@ UP_STATES = frozenset({"ready", "sending"})
 
 
 SettleAndTake = Callable[["PortWorker", Callable[[], None]], Claimed | None]
-
-
-class PortState(StrEnum):
-    """Where a port is; changed only by `PortWorker._set_state`, which logs it."""
-
-    ABSENT = "absent"
-    OPENING = "opening"
-    READY = "ready"
-    SENDING = "sending"
-    FAULT = "fault"
-    QUARANTINED = "quarantined"
-
-
-@dataclass(frozen=True)
-class PortView:
-    """A snapshot of a port for state reports."""
-
-    port: str
-    state: PortState
-    imei: str | None
-    imsi: str | None
-    iccid: str | None
-    operator: str | None
-    signal: int | None
-    registered: bool
-    last_error: str | None
-    slots: list[dict[str, Any]] = field(default_factory=list)  # multi-SIM ports only
-
-
-@dataclass(frozen=True)
-class PortConfig:
-    """The per-port settings a worker needs."""
-
-    baudrate: int
-    cmgs_timeout_s: float
-    ladder: Ladder
-    quota: QuotaPolicy  # for the calendar periods the SIM counters count in
-    max_attempts: int = 3
-    retry_backoff_s: float = 30.0
-    bench_after_failures: int = 3
-    bench_s: float = 1800.0
-    slots: SlotConfig = field(default_factory=lambda: SlotConfig("auto", 2, 90.0, 3600.0, 0))
 
 
 class PortWorker:

@@ -11,19 +11,17 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from daemon.batch import mask
 from daemon.failures import Verdict, judge_send_failure, port_is_suspect
+from daemon.port_types import PortConfig
 from daemon.slots import SlotKeeper
 from modem.errors import ModemError
 from modem.pdu import MAX_REFERENCE, encode_submit, plan_text
 from modem.port import ModemPort, SendError
 from store.models import State
 from store.store import Claimed, Store
-
-if TYPE_CHECKING:  # ports.py creates the Sender: a runtime import would be circular
-    from daemon.ports import PortConfig
 
 Durably = Callable[[Callable[[], Any]], Any]
 # Commits a `sent` (the callable given) and claims the port's next message in the

@@ -19,7 +19,8 @@ import pytest
 from daemon.dispatcher import Dispatcher, SendPolicy
 from daemon.failures import Ladder
 from daemon.optout import OptOutMatcher
-from daemon.ports import PortConfig, PortState, PortWorker
+from daemon.port_types import PortConfig, PortState
+from daemon.ports import PortWorker
 from daemon.quota import Limits, QuotaPolicy
 from daemon.receiver import ReceivePolicy
 from daemon.rotation import Slot
