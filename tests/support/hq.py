@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import paho.mqtt.client as paho
@@ -27,6 +28,9 @@ class Hq:
         self.connects = 0
         self._lock = threading.Lock()
         self.received: list[tuple[str, dict[str, Any]]] = []
+        # (suffix, time.monotonic()) of everything, as paho handed it over; kept when a
+        # test clears `received`.
+        self._arrivals: list[tuple[str, float]] = []
         self._subscribed = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"hq-{gw}",
                                   protocol=paho.MQTTv5)
@@ -58,6 +62,7 @@ class Hq:
             body = {"_raw": msg.payload}
         with self._lock:
             self.received.append((suffix, body))
+            self._arrivals.append((suffix, time.monotonic()))
 
     def close(self) -> None:
         self.client.disconnect()
@@ -70,6 +75,11 @@ class Hq:
     def on(self, suffix: str) -> list[dict[str, Any]]:
         with self._lock:
             return [body for topic, body in self.received if topic == suffix]
+
+    def arrivals(self, suffix: str) -> list[float]:
+        """When each message on `suffix` arrived (monotonic clock), in arrival order."""
+        with self._lock:
+            return [t for topic, t in self._arrivals if topic == suffix]
 
     def statuses(self, msg_id: str) -> list[str]:
         return [s["state"] for s in self.on("status") if s.get("id") == msg_id]
