@@ -132,7 +132,7 @@ class Gateway:
         self.intake = Intake(self.store, limits, settings.queue.high_water, clock,
                              ack=self.mqtt.ack_batch, on_committed=self._on_committed,
                              input_limits=input_limits(settings),
-                             verifier=batch_verifier(settings, clock()),
+                             verifier=batch_verifier(settings, self.store, clock()),
                              validator=Validator() if settings.queue.validate_in_child else None)
 
     # --- lifecycle ----------------------------------------------------------

@@ -10,6 +10,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from daemon import logs
@@ -39,6 +40,7 @@ class Intake:
         self.validator = validator
         self._input_limits = input_limits
         self._verifier = verifier
+        self._signed: tuple[Verified, float] | None = None  # the batch in hand, and its now
         self._limits = limits
         self._high_water = high_water
         self._clock = clock
@@ -109,9 +111,22 @@ class Intake:
             self._on_committed()
             return
 
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        """One commit for a batch's answer and, when it is signed, its signature.
+
+        Whatever the answer (accepted, bad_batch, a limit), a copy of a signed batch
+        is then `replayed_batch`; a batch whose answer did not commit is taken again.
+        """
+        with self._store.transaction():
+            yield
+            if self._signed is not None and self._verifier is not None:
+                self._verifier.remember(*self._signed)
+
     def _answer_bad(self, bad: BadBatch) -> None:
-        self._store.add_event(events.TOPIC_ACK, {
-            "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
+        with self._answering():
+            self._store.add_event(events.TOPIC_ACK, {
+                "batch_id": bad.batch_id, "error": {"code": bad.code, "reason": bad.reason}})
 
     def _refuse(self, item: Incoming, refused: BatchRefused, batch_id: str | None = None,
                 read_id: bool = True) -> None:
@@ -122,29 +137,28 @@ class Intake:
                 batch_id = found if isinstance(found, str) else None
             except BadBatch:
                 pass
-        self._store.add_event(events.TOPIC_ACK, {
-            "batch_id": batch_id, "error": {"code": refused.code, "reason": refused.reason}})
+        with self._answering():
+            self._store.add_event(events.TOPIC_ACK, {
+                "batch_id": batch_id, "error": {"code": refused.code, "reason": refused.reason}})
         self._log.warning("batch_refused", batch_id=batch_id, code=refused.code,
                           reason=refused.reason, bytes=len(item.payload))
 
     def _commit(self, item: Incoming) -> None:
         now = self._clock()
-        verified: Verified | None = None
         try:
             if self._input_limits is not None:
                 check_size(item.payload, self._input_limits)
             if self._verifier is not None:
-                verified = self._verifier.verify(item.payload, item.properties, now)
+                self._signed = (self._verifier.verify(item.payload, item.properties, now), now)
         except BatchRefused as e:
             self._refuse(item, e)
-        else:
+            return
+        try:
             v = self.validator
             if not (v is not None and v.wanted(item.payload) and self._in_child(v, item, now)):
                 self._in_process(item, now)
-        if verified is not None and self._verifier is not None:
-            # After the commit: a crash before this line has the broker redeliver the
-            # batch, which is then taken again (its ids count as duplicates).
-            self._verifier.remember(verified, now)
+        finally:
+            self._signed = None  # answered, or not stored: then nothing was remembered
 
     def _in_child(self, validator: Validator, item: Incoming, now: float) -> bool:
         """Validate in a child while committing here; False when the child failed."""
@@ -160,8 +174,9 @@ class Intake:
                     self._bad_batch(item, verdict.bad)
                     return True
                 assert verdict.batch_id is not None
-                outcome = self._store.accept_batch_chunks(verdict.batch_id, waits.of(chunks),
-                                                          now)
+                with self._answering():  # a failing child rolls the signature back too
+                    outcome = self._store.accept_batch_chunks(verdict.batch_id,
+                                                              waits.of(chunks), now)
         except ValidatorFailed as e:
             self._log.warning("validator_failed", error=str(e))
             return False
@@ -202,8 +217,9 @@ class Intake:
             self._bad_batch(item, bad)
             return
         validated = time.monotonic()
-        outcome = self._store.accept_batch(parsed.batch_id, parsed.messages, parsed.rejected,
-                                           now)
+        with self._answering():
+            outcome = self._store.accept_batch(parsed.batch_id, parsed.messages,
+                                               parsed.rejected, now)
         # Where a big batch's time went: the figures BENCHMARKS.md reports.
         self._log.info("batch_accepted", batch_id=parsed.batch_id, accepted=outcome.accepted,
                        duplicates=outcome.duplicates, rejected=outcome.rejected,
@@ -234,11 +250,15 @@ def input_limits(settings: Settings) -> InputLimits:
     return InputLimits(sec.max_payload_bytes, sec.max_messages_per_batch, sec.max_text_chars)
 
 
-def batch_verifier(settings: Settings, now: float) -> Verifier | None:
-    """A Verifier when [security] batch_hmac_key_file is set, else None (unsigned is fine)."""
+def batch_verifier(settings: Settings, store: Store, now: float) -> Verifier | None:
+    """A Verifier when [security] batch_hmac_key_file is set, else None (unsigned is fine).
+
+    Its seen signatures live in `store`; an older version's file of them is imported.
+    """
     sec = settings.security
     if not sec.batch_hmac_key_file:
         return None
+    key = read_key(sec.batch_hmac_key_file)
     window = sec.max_batch_age_s + sec.max_clock_skew_s
-    return Verifier(read_key(sec.batch_hmac_key_file), sec.max_batch_age_s,
-                    sec.max_clock_skew_s, ReplayGuard(settings.data_dir, now, window))
+    return Verifier(key, sec.max_batch_age_s, sec.max_clock_skew_s,
+                    ReplayGuard(store, settings.data_dir, now, window))

@@ -5,28 +5,29 @@ Wire format (MQTT 5 user properties on the PUBLISH, so the payload bytes are unt
     smsgw-sig = lower-case hex HMAC-SHA256(key, ts + "\\n" + payload)
 The key is the key file's bytes with surrounding whitespace removed.
 
-A signature is accepted once: seen signatures are kept on disk (`ReplayGuard`) for as
-long as their timestamp is inside the accepted window, so a replay after a restart is
-still caught.
+A signature is accepted once: the signatures of answered batches are kept in the store
+(`ReplayGuard`), in the transaction that answers the batch, for as long as their
+timestamp is inside the accepted window, so a replay after a restart is still caught.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
-import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from store.store import Store
 
 TS_PROPERTY = "smsgw-ts"
 SIG_PROPERTY = "smsgw-sig"
 SIG_HEX_LENGTH = 64
 TS_MAX_DIGITS = 12
-SEEN_FILE = "seen-signatures"
-# Rewrite the seen-signatures file when it holds this many more lines than live entries.
-COMPACT_SLACK = 1000
+# Where versions before the store kept them: imported once at start-up, then removed.
+LEGACY_SEEN_FILE = "seen-signatures"
 
 
 class BatchRefused(ValueError):
@@ -58,7 +59,7 @@ def sign(payload: bytes, key: bytes, ts: int) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class Verified:
-    """A batch whose signature holds: remember `sig` once the batch is handled."""
+    """A batch whose signature holds: remember it in the commit that answers the batch."""
 
     ts: int
     sig: str
@@ -98,53 +99,35 @@ class Verifier:
         return Verified(ts, expected)
 
     def remember(self, verified: Verified, now: float) -> None:
+        """Refuse this signature from now on; call inside the commit that answers the batch."""
         self._guard.remember(verified.sig, verified.ts, now - self._max_age_s - self._max_skew_s)
 
 
 class ReplayGuard:
-    """Signatures seen inside the window, kept in an append-only file in data_dir."""
+    """Signatures of answered batches inside the window, kept in the store."""
 
-    def __init__(self, directory: Path, now: float, window_s: float) -> None:
-        self._path = directory / SEEN_FILE
-        self._lock = threading.Lock()
-        self._seen: dict[str, int] = {}
-        self._lines = 0
-        directory.mkdir(parents=True, exist_ok=True)
-        if self._path.exists():
-            for line in self._path.read_text(encoding="ascii", errors="replace").splitlines():
-                parts = line.split()
-                if len(parts) == 2 and parts[0].isdigit():  # a torn last line is skipped
-                    self._seen[parts[1]] = int(parts[0])
-                    self._lines += 1
-        self._forget(now - window_s)
-        self._compact()
+    def __init__(self, store: Store, data_dir: Path, now: float, window_s: float) -> None:
+        """Import the file an older version kept in `data_dir`, then forget expired ones."""
+        self._store = store
+        legacy = data_dir / LEGACY_SEEN_FILE
+        store.remember_signatures(_read_legacy(legacy), now - window_s)
+        # Only once its signatures are committed: a crash before this imports it again.
+        legacy.unlink(missing_ok=True)
+        legacy.with_suffix(".tmp").unlink(missing_ok=True)  # its compaction's leftover
 
     def seen(self, sig: str) -> bool:
-        with self._lock:
-            return sig in self._seen
+        return self._store.signature_seen(sig)
 
     def remember(self, sig: str, ts: int, oldest: float) -> None:
-        """Append and fsync; drops signatures whose ts is before `oldest`."""
-        with self._lock:
-            self._seen[sig] = ts
-            with open(self._path, "a", encoding="ascii") as f:
-                f.write(f"{ts} {sig}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            self._lines += 1
-            self._forget(oldest)
-            if self._lines > len(self._seen) + COMPACT_SLACK:
-                self._compact()
+        """Record `sig` in the caller's transaction; drops those whose ts is before `oldest`."""
+        self._store.remember_signatures([(sig, ts)], oldest)
 
-    def _forget(self, oldest: float) -> None:
-        for sig in [s for s, ts in self._seen.items() if ts < oldest]:
-            del self._seen[sig]
 
-    def _compact(self) -> None:
-        tmp = self._path.with_suffix(".tmp")
-        with open(tmp, "w", encoding="ascii") as f:
-            f.writelines(f"{ts} {sig}\n" for sig, ts in self._seen.items())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self._path)
-        self._lines = len(self._seen)
+def _read_legacy(path: Path) -> Iterator[tuple[str, int]]:
+    """(signature, ts) of each whole "ts sig" line of an older version's file."""
+    if not path.exists():
+        return
+    for line in path.read_text(encoding="ascii", errors="replace").splitlines():
+        parts = line.split()  # a line torn by a power cut mid-append is skipped
+        if len(parts) == 2 and parts[0].isdigit() and len(parts[1]) == SIG_HEX_LENGTH:
+            yield parts[1], int(parts[0])

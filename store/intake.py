@@ -142,6 +142,25 @@ class IntakeMixin(OutboxMixin):
             encoding=c.encoding, parts=c.parts, priority=9, not_before=None, expires_at=None,
             delivery_report=False, urgent=True)], now)
 
+    def signature_seen(self, sig: str) -> bool:
+        """Whether a signed batch with this signature was answered and not yet forgotten."""
+        with self._lock:
+            return self._db.execute_sql("SELECT 1 FROM seen_signature WHERE sig = ?",
+                                        (sig,)).fetchone() is not None
+
+    def remember_signatures(self, signed: Iterable[tuple[str, int]], oldest: float) -> None:
+        """Record (signature, ts) pairs and forget every one signed before `oldest`.
+
+        Joins the caller's transaction: call it in the one that answers the batch, so
+        its signature is kept exactly when its BatchAck is.
+        """
+        with self._tx():
+            # An index range on ts: only the few rows that just left the window are read.
+            self._db.execute_sql("DELETE FROM seen_signature WHERE ts < ?", (oldest,))
+            self._db.cursor().executemany(
+                "INSERT OR IGNORE INTO seen_signature (sig, ts) VALUES (?, ?)",
+                [(sig, ts) for sig, ts in signed if ts >= oldest])
+
     def stoplisted(self, numbers: list[str]) -> set[str]:
         """Which of `numbers` are on the stop-list; call inside the caller's transaction."""
         db = StopEntry._meta.database

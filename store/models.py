@@ -193,7 +193,15 @@ class Sim(_Base):
     quota_key = TextField(null=True)  # the period whose limit was announced reached
 
 
-TABLES = (Message, Part, PartReport, InboundPart, Inbound, StopEntry, NumberHealth, Event, Sim)
+class SeenSignature(_Base):
+    """The signature of a signed batch already answered: a copy of it is a replay."""
+
+    sig = TextField(primary_key=True)  # lower-case hex HMAC-SHA256
+    ts = IntegerField(index=True)  # signing time: the row goes once it is outside the window
+
+
+TABLES = (Message, Part, PartReport, InboundPart, Inbound, StopEntry, NumberHealth, Event, Sim,
+          SeenSignature)
 
 # Partial indexes keep the dispatcher's pick O(log n) however large the queue grows.
 EXTRA_DDL = (

@@ -327,15 +327,20 @@ def test_signature_is_hmac_sha256_over_ts_newline_payload_and_replays_persist(
     import hmac
 
     from daemon.signing import BatchRefused, ReplayGuard, Verifier, sign
+    from store.store import Store
 
     payload = b'{"batch_id": "b", "messages": []}'
     props = dict(sign(payload, b"k", 1_800_000_000))
     assert props == {"smsgw-ts": "1800000000", "smsgw-sig": hmac.new(
         b"k", b"1800000000\n" + payload, hashlib.sha256).hexdigest()}
     now = 1_800_000_010.0
-    verifier = Verifier(b"k", 300, 30, ReplayGuard(tmp_path, now, 330))
-    verifier.remember(verifier.verify(payload, list(props.items()), now), now)
-    again = Verifier(b"k", 300, 30, ReplayGuard(tmp_path, now + 5, 330))  # a restart
+    store = Store(tmp_path)
+    verifier = Verifier(b"k", 300, 30, ReplayGuard(store, tmp_path, now, 330))
+    with store.transaction():  # the one that answers the batch
+        verifier.remember(verifier.verify(payload, list(props.items()), now), now)
+    store.close()
+    store = Store(tmp_path)  # a restart
+    again = Verifier(b"k", 300, 30, ReplayGuard(store, tmp_path, now + 5, 330))
     cases = [({}, "unsigned_batch"), ({"smsgw-ts": "x", "smsgw-sig": "0" * 64}, "bad_signature"),
              ({**props, "smsgw-sig": "0" * 64}, "bad_signature"), (props, "replayed_batch")]
     for properties, code in cases:
@@ -343,5 +348,6 @@ def test_signature_is_hmac_sha256_over_ts_newline_payload_and_replays_persist(
             again.verify(payload, list(properties.items()), now + 5)
         assert refused.value.code == code
     # Outside the window the signature is forgotten, and refused for its age instead.
-    later = ReplayGuard(tmp_path, now + 1000, 330)
+    later = ReplayGuard(store, tmp_path, now + 1000, 330)
     assert not later.seen(props["smsgw-sig"])
+    store.close()
