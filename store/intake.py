@@ -143,8 +143,11 @@ class IntakeMixin(OutboxMixin):
             delivery_report=False, urgent=True)], now)
 
     def signature_seen(self, sig: str) -> bool:
-        """Whether a signed batch with this signature was answered and not yet forgotten."""
-        with self._lock:
+        """Whether a signed batch with this signature was answered and not yet forgotten.
+
+        Raises StoreUnavailable when it cannot tell: the batch then stays at the broker.
+        """
+        with self._tx():  # a read error must not look like a bug that answers bad_batch
             return self._db.execute_sql("SELECT 1 FROM seen_signature WHERE sig = ?",
                                         (sig,)).fetchone() is not None
 

@@ -151,6 +151,26 @@ def test_a_batch_whose_commit_failed_is_taken_when_the_disk_has_room_again(
     assert gw.queued() == 2
 
 
+def test_a_replay_check_the_disk_cannot_answer_keeps_the_batch_for_a_retry(
+        gateways: Callable[..., Gateway], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An I/O error while looking the signature up is no reason to drop the batch."""
+    monkeypatch.setattr(intake, "STORE_RETRY_S", 0.01)
+    gw = gateways()
+    real = gw.store._db.execute_sql
+    failures = [sqlite3.OperationalError("disk I/O error")]
+
+    def read_fails_once(sql: str, params: Any = None) -> Any:
+        if failures and sql.startswith("SELECT 1 FROM seen_signature"):
+            raise failures.pop()
+        return real(sql, params)
+
+    monkeypatch.setattr(gw.store._db, "execute_sql", read_fails_once)
+    ack = gw.publish(_batch("b"), int(NOW))
+    assert not failures
+    assert ack["accepted"] == 2 and [_code(a) for a in gw.acks()] == [None]
+    assert gw.queued() == 2
+
+
 def test_a_big_batch_validated_in_a_child_is_refused_when_replayed(
         gateways: Callable[..., Gateway]) -> None:
     validator = Validator()
