@@ -15,7 +15,6 @@ with these (BENCHMARKS.md).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 
 M_MMAP_THRESHOLD = -3  # <malloc.h>
 M_ARENA_MAX = -8
@@ -24,14 +23,12 @@ ARENA_MAX = 2
 
 
 def tune_malloc() -> bool:
-    """Apply the settings above; False (and nothing changed) where libc is not glibc."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
+    """Apply the settings above; False where this libc does not take them."""
     try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # musl and others have no mallopt
+        # The symbols already loaded into this process, libc's among them: no
+        # find_library(), which would run ldconfig at every start.
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a libc without mallopt
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
