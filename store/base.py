@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +141,15 @@ class StoreBase:
                     raise StoreUnavailable(self.write_error) from e
                 raise
             conn.execute("RELEASE part")
+
+    def _rows_where_in(self, select: str, column: str, values: Sequence[Any]) -> list[Any]:
+        """The rows of `select` (it has no WHERE) whose `column` is one of `values`."""
+        rows: list[Any] = []
+        for i in range(0, len(values), ID_CHUNK):
+            chunk = values[i : i + ID_CHUNK]
+            rows += self._db.execute_sql(
+                f"{select} WHERE {column} IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+        return rows
 
     @property
     def lock(self) -> threading.RLock:

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from store import events
-from store.base import ID_CHUNK
-from store.models import State, StopEntry
+from store.models import State
 from store.outbox import OutboxMixin
 
 OPT_OUT_CODE = "opted_out"
@@ -98,14 +97,7 @@ class IntakeMixin(OutboxMixin):
                             rejected=len(invalid) + len(opted_out))
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for i in range(0, len(ids), ID_CHUNK):
-            chunk = ids[i : i + ID_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            cursor = self._db.execute_sql(
-                f"SELECT hq_id FROM message WHERE hq_id IN ({marks})", chunk)
-            found.update(row[0] for row in cursor)
-        return found
+        return {r[0] for r in self._rows_where_in("SELECT hq_id FROM message", "hq_id", ids)}
 
     def _insert_messages(self, fresh: list[NewMessage], now: float, rank_offset: int = 0) -> None:
         # Raw executemany: peewee's insert_many builds SQL per row and is ~10x slower here.
@@ -166,17 +158,11 @@ class IntakeMixin(OutboxMixin):
 
     def stoplisted(self, numbers: list[str]) -> set[str]:
         """Which of `numbers` are on the stop-list; call inside the caller's transaction."""
-        db = StopEntry._meta.database
         # Plain SQL: a 100,000-message batch asks for 100,000 numbers at once.
-        listed = db.execute_sql("SELECT count(*) FROM stop_entry").fetchone()[0]
+        listed = self._db.execute_sql("SELECT count(*) FROM stop_entry").fetchone()[0]
         if listed <= len(numbers):  # the smaller side is read whole
             wanted = set(numbers)
-            return {r[0] for r in db.execute_sql("SELECT number FROM stop_entry")
+            return {r[0] for r in self._db.execute_sql("SELECT number FROM stop_entry")
                     if r[0] in wanted}
-        found: set[str] = set()
-        for i in range(0, len(numbers), ID_CHUNK):
-            chunk = numbers[i : i + ID_CHUNK]
-            found.update(r[0] for r in db.execute_sql(
-                f"SELECT number FROM stop_entry WHERE number IN ({','.join('?' * len(chunk))})",
-                chunk))
-        return found
+        return {r[0] for r in self._rows_where_in("SELECT number FROM stop_entry", "number",
+                                                   numbers)}

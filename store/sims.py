@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from store import events
-from store.base import ID_CHUNK, StoreBase
+from store.base import StoreBase
 from store.models import Sim
 
 # One statement per send: a counter whose key is another period starts again.
@@ -60,12 +60,7 @@ class SimsMixin(StoreBase):
             if iccids is None:
                 rows = self._db.execute_sql(_SELECT_COUNTERS).fetchall()
             else:
-                rows = []
-                for i in range(0, len(iccids), ID_CHUNK):
-                    chunk = iccids[i : i + ID_CHUNK]
-                    rows += self._db.execute_sql(
-                        _SELECT_COUNTERS + f" WHERE iccid IN ({','.join('?' * len(chunk))})",
-                        chunk).fetchall()
+                rows = self._rows_where_in(_SELECT_COUNTERS, "iccid", iccids)
         return {r[0]: SimCounters(
             iccid=r[0], keys=dict(zip(PERIODS, r[1:9:2], strict=True)),
             counts=dict(zip(PERIODS, r[2:9:2], strict=True)), last_sent_at=r[9],
