@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from typing import Any
 
 import structlog
@@ -58,3 +59,28 @@ def configure(level: str = "info", journal_prefix: bool = True) -> None:
 def get(name: str) -> Any:
     """A logger bound with `component=name`."""
     return structlog.get_logger().bind(component=name)
+
+
+class StoreOutage:
+    """Logs a store that refuses writes once when it starts and once when it ends.
+
+    Threads that retry a commit every few seconds would otherwise fill the journal
+    (64 ports: 32 lines a second) while the technician is trying to read it.
+    """
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+        self._since: float | None = None  # monotonic start of the outage, None if none
+
+    def failed(self, error: str, **fields: Any) -> None:
+        """A write failed: logged only if it is the first of this outage."""
+        if self._since is None:
+            self._since = time.monotonic()
+            self._log.error("store_unavailable", error=error, **fields)
+
+    def recovered(self) -> None:
+        """A write went through: ends the outage, if there was one."""
+        if self._since is not None:
+            self._log.info("store_writable_again",
+                           waited_s=round(time.monotonic() - self._since, 1))
+            self._since = None

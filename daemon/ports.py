@@ -59,6 +59,7 @@ class PortWorker:
         # ready <-> sending flicker of every send) are worth a new GatewayState.
         self._on_change = on_change
         self._log = logs.get("port").bind(port=self.name)
+        self._outage = logs.StoreOutage(self._log)
         self._lock = threading.Lock()
         self._receiver = Receiver(self._modem, self.name, store, clock, receive, self._log,
                                   on_stored)
@@ -365,18 +366,13 @@ class PortWorker:
 
     def _durably(self, commit: Callable[[], Any]) -> Any:
         """Run a store commit, waiting out a full disk: the fact must not be lost."""
-        failed_at = None
         while True:
             try:
                 done = commit()
             except StoreUnavailable as e:
-                if failed_at is None:  # one line per outage, not one per port every retry
-                    failed_at = time.monotonic()
-                    self._log.error("store_unavailable", error=str(e))
+                self._outage.failed(str(e))
                 if self._stopping.wait(STORE_RETRY_S):
                     return None  # left for the settle rule at the next start
                 continue
-            if failed_at is not None:
-                self._log.info("store_writable_again",
-                               waited_s=round(time.monotonic() - failed_at, 1))
+            self._outage.recovered()
             return done

@@ -45,8 +45,8 @@ class Publisher:
         self._deleted_at = 0.0
         self._wake = threading.Event()
         self._stopping = threading.Event()
-        self._store_error: str | None = None  # set while the store refuses writes
         self._log = logs.get("publisher")
+        self._outage = logs.StoreOutage(self._log)  # one line per full-disk spell
         self.last_progress = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
@@ -90,7 +90,7 @@ class Publisher:
                 self._hand_over()
                 self._flush_deletes()
             except StoreUnavailable as e:  # disk full, I/O error: not a bug, no traceback
-                self._store_trouble(str(e))
+                self._outage.failed(str(e), acknowledged=len(self._acked_seqs))
                 self._stopping.wait(STORE_RETRY_S)
                 self._wake.set()  # the acknowledged rows still wait for their delete
                 continue
@@ -98,9 +98,7 @@ class Publisher:
                 self._log.exception("publish_failed")
                 self._stopping.wait(IDLE_WAIT_S)
                 continue
-            if self._store_error is not None:
-                self._log.info("store_writable_again")
-                self._store_error = None
+            self._outage.recovered()
         try:
             self._settle_acks()
             self._flush_deletes(force=True)
@@ -108,12 +106,6 @@ class Publisher:
             self._log.error("store_unavailable", error=str(e), acknowledged=len(self._acked_seqs))
         except Exception:
             self._log.exception("publish_final_flush_failed")
-
-    def _store_trouble(self, error: str) -> None:
-        """One line when the store starts refusing the deletes, not one per retry."""
-        if self._store_error is None:
-            self._log.error("store_unavailable", error=error, acknowledged=len(self._acked_seqs))
-        self._store_error = error
 
     def _settle_acks(self) -> None:
         done: list[int] = []
