@@ -365,16 +365,11 @@ class LedSettings:
     enabled: bool = False
     pin_factory: str = field(default="auto", metadata=_check(
         lambda v: v in PIN_FACTORIES, "must be auto, mock, lgpio, rpigpio, pigpio or native"))
-    heartbeat_pin: int = field(default=17, metadata=_check(lambda v: 0 <= v <= 27,
-                                                           "must be a BCM pin 0..27"))
-    broker_pin: int = field(default=27, metadata=_check(lambda v: 0 <= v <= 27,
-                                                        "must be a BCM pin 0..27"))
-    pool_pin: int = field(default=22, metadata=_check(lambda v: 0 <= v <= 27,
-                                                      "must be a BCM pin 0..27"))
-    activity_pin: int = field(default=23, metadata=_check(lambda v: 0 <= v <= 27,
-                                                          "must be a BCM pin 0..27"))
-    fault_pin: int = field(default=24, metadata=_check(lambda v: 0 <= v <= 27,
-                                                       "must be a BCM pin 0..27"))
+    heartbeat_pin: int = field(default=17, metadata=_BCM)
+    broker_pin: int = field(default=27, metadata=_BCM)
+    pool_pin: int = field(default=22, metadata=_BCM)
+    activity_pin: int = field(default=23, metadata=_BCM)
+    fault_pin: int = field(default=24, metadata=_BCM)
 
 
 @dataclass(frozen=True)
