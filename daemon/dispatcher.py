@@ -173,7 +173,7 @@ class Dispatcher:
             if block is not None:
                 blocked_now[iccid] = (block.period, block.until)
                 resumes.append(block.until)
-                if block.period not in ("gap", "benched") and \
+                if block.is_quota and \
                         self._announced.get(iccid) != block.key and \
                         self._unannounced.get(iccid) != block.key:
                     # Once per SIM and period; the store also guards it across restarts.

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Any
 
+from daemon.quota import BENCHED
+from store.sims import PERIODS
+
 UP_STATES = frozenset({"ready", "sending"})
 DOWN_STATES = frozenset({"absent", "fault", "quarantined"})
 # +CME ERROR 10..15: SIM not inserted, PIN/PUK required, SIM failure/busy/wrong.
@@ -18,8 +21,8 @@ _SIM_TROUBLE = re.compile(r"\bSIM\b|\bPIN\b|\bPUK\b|CME ERROR: 1[0-5]\b", re.IGN
 _NOT_REGISTERED = re.compile(r"not registered", re.IGNORECASE)
 _NO_ANSWER = re.compile(r"no answer|time(d)? ?out", re.IGNORECASE)
 # What the dispatcher holds a SIM by that a technician should see: a quota period, or a
-# bench (operator block, repeated failures). "gap" (limits.min_gap_s) is pacing, not a fault.
-HOLDS = frozenset({"minute", "hour", "day", "month", "benched"})
+# bench (operator block, repeated failures). GAP (limits.min_gap_s) is pacing, not a fault.
+HOLDS = frozenset({*PERIODS, BENCHED})
 
 
 class Fault(Enum):
@@ -78,7 +81,7 @@ class PortSnapshot:
     def detail(self) -> str:
         """Why this port is at fault, for `smsgw status` and the journal."""
         if self.over_quota:
-            why = "benched" if self.held_by == "benched" else f"at its {self.held_by} limit"
+            why = BENCHED if self.held_by == BENCHED else f"at its {self.held_by} limit"
             return f"{self.port}: SIM {why}"
         return f"{self.port}: {self.last_error or self.state}"
 

@@ -66,14 +66,28 @@ class QuotaPolicy:
         return {p: local.strftime(KEY_FORMATS[p]) for p in PERIODS}
 
 
+BENCHED = "benched"  # out of dispatch after repeated failures or an operator block
+GAP = "gap"  # limits.min_gap_s since its last send: pacing, over in seconds
+
+
 @dataclass(frozen=True)
 class Block:
     """Why a SIM may not send now, and when it may again."""
 
-    period: str  # "minute" ... "month", or "gap" or "benched"
+    period: str  # "minute" ... "month", or GAP or BENCHED
     limit: int
     key: str
     until: float
+
+    @property
+    def is_quota(self) -> bool:
+        """A calendar limit reached: announced to HQ as sim_quota_reached."""
+        return self.period in PERIODS
+
+    @property
+    def is_pacing(self) -> bool:
+        """Only the gap between sends: no fault, and never worth a card switch."""
+        return self.period == GAP
 
 
 def blocked(policy: QuotaPolicy, counters: SimCounters | None, iccid: str,
@@ -85,7 +99,7 @@ def blocked(policy: QuotaPolicy, counters: SimCounters | None, iccid: str,
     if counters is None:
         return None
     if counters.blocked_until and counters.blocked_until > now:
-        return Block("benched", 0, "benched", counters.blocked_until)
+        return Block(BENCHED, 0, BENCHED, counters.blocked_until)
     limits = policy.limits_for(iccid, now)
     keys = keys or policy.keys(now)
     for period in PERIODS:
@@ -96,7 +110,7 @@ def blocked(policy: QuotaPolicy, counters: SimCounters | None, iccid: str,
     if limits.min_gap_s and counters.last_sent_at is not None:
         ready_at = counters.last_sent_at + limits.min_gap_s
         if ready_at > now:
-            return Block("gap", 0, "gap", ready_at)
+            return Block(GAP, 0, GAP, ready_at)
     return None
 
 

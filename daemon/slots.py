@@ -113,8 +113,7 @@ class SlotKeeper:
 
         def held(iccid: str) -> str | None:
             block = blocked(self._quota, counters.get(iccid), iccid, now, keys)
-            # min_gap_s is pacing, over in seconds: never worth a card switch.
-            return block.period if block and block.period != "gap" else None
+            return block.period if block and not block.is_pacing else None
 
         def used(iccid: str) -> int:
             sim = counters.get(iccid)
