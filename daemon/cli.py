@@ -208,16 +208,11 @@ def _status(args: argparse.Namespace) -> int:
 
 @_guarded
 def _sims(args: argparse.Namespace) -> int:
-    from daemon.control import render_table, with_counts_shown
+    from daemon.control import SIM_COLUMNS, render_table, with_counts_shown
 
     rows = _ask(args, {"cmd": "sims"})
     shown = [with_counts_shown(row) for row in rows]
-    columns = [("port", "PORT"), ("slot", "SLOT"), ("state", "STATE"), ("iccid", "ICCID"),
-               ("imsi", "IMSI"), ("operator", "OPERATOR"), ("today", "SENT_TODAY"),
-               ("hour", "SENT_HOUR"), ("held_by", "HELD_BY"), ("held_until", "UNTIL"),
-               ("sent_total", "SENT_TOTAL"), ("last_port", "LAST_SEEN_IN"),
-               ("reason", "REASON")]
-    return _out(args, rows, render_table(columns, shown) if rows else "no SIM seen yet")
+    return _out(args, rows, render_table(SIM_COLUMNS, shown) if rows else "no SIM seen yet")
 
 
 @_guarded

@@ -184,6 +184,12 @@ CARD_COLUMNS = [("slot", "SLOT"), ("state", "STATE"), ("iccid", "ICCID"),
                 ("today", "SENT_TODAY"), ("hour", "SENT_HOUR"), ("held_by", "HELD_BY"),
                 ("held_until", "UNTIL"), ("reason", "REASON")]
 CARD_INDENT = "    "
+# `smsgw sims`: every card of every port, then the SIMs no port holds now.
+SIM_COLUMNS = [("port", "PORT"), ("slot", "SLOT"), ("state", "STATE"), ("iccid", "ICCID"),
+               ("imsi", "IMSI"), ("operator", "OPERATOR"), ("today", "SENT_TODAY"),
+               ("hour", "SENT_HOUR"), ("held_by", "HELD_BY"), ("held_until", "UNTIL"),
+               ("sent_total", "SENT_TOTAL"), ("last_port", "LAST_SEEN_IN"),
+               ("reason", "REASON")]
 
 
 def render_status(status: dict[str, Any], as_json: bool) -> str:
